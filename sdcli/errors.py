@@ -1,0 +1,66 @@
+"""User-facing failures: one exception type per kind, each with a stable exit code.
+
+The CLI catches `SdcliError` once (in `sdcli.cli.main`) and prints `error: ...` / `hint: ...` on stderr.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    MODEL_UNAVAILABLE = 3
+    OUT_OF_MEMORY = 4
+    DEVICE_UNAVAILABLE = 5
+    OUTPUT_ERROR = 6
+    CHECK_FAILED = 7
+    INTERRUPTED = 130
+    TERMINATED = 143
+
+
+class SdcliError(Exception):
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(SdcliError):
+    """A bad option value or bad input file (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ModelUnavailable(SdcliError):
+    """Model not found, gated, unreachable, or not cached while offline (exit 3)."""
+
+    exit_code = ExitCode.MODEL_UNAVAILABLE
+
+
+class OutOfMemory(SdcliError):
+    exit_code = ExitCode.OUT_OF_MEMORY
+
+
+class DeviceUnavailable(SdcliError):
+    exit_code = ExitCode.DEVICE_UNAVAILABLE
+
+
+class OutputError(SdcliError):
+    """The output cannot be written: exists, unwritable, disk full (exit 6)."""
+
+    exit_code = ExitCode.OUTPUT_ERROR
+
+
+class CheckFailed(SdcliError):
+    """A result failed verification: NaNs, black image, a failed smoke-check stage (exit 7)."""
+
+    exit_code = ExitCode.CHECK_FAILED
+
+
+class Interrupted(SdcliError):
+    exit_code = ExitCode.INTERRUPTED
