@@ -1,0 +1,105 @@
+"""Where output goes: data (images' JSON records, paths) on stdout, everything for people on stderr.
+
+Progress bars appear only when stderr is a terminal and neither `--quiet` nor `--json` is given; rich itself
+honours NO_COLOR and TERM=dumb.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def _stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class Output:
+    quiet: bool = False
+    json: bool = False
+    debug: bool = False
+    err: Console = field(default_factory=_stderr_console)
+
+    @property
+    def show_progress(self) -> bool:
+        return not (self.quiet or self.json) and self.err.is_terminal
+
+    def data(self, obj: Any) -> None:
+        """One JSON object per line on stdout, flushed so a pipe reader sees it at once."""
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n")
+        sys.stdout.flush()
+
+    def result(self, text: str) -> None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def info(self, text: str) -> None:
+        if not (self.quiet or self.json):
+            self.err.print(escape(text))
+
+    def warn(self, text: str) -> None:
+        if not self.quiet:
+            self.err.print(f"[yellow]warning:[/yellow] {escape(text)}")
+
+    def error(self, text: str, hint: str | None = None) -> None:
+        self.err.print(f"[bold red]error:[/bold red] {escape(text)}")
+        if hint:
+            self.err.print(f"[cyan]hint:[/cyan] {escape(hint)}")
+
+    @contextmanager
+    def progress(self) -> Iterator[Progress]:
+        if not self.show_progress:
+            yield Progress(None)
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as RichProgress
+
+        bar = RichProgress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.err,
+            transient=True,
+        )
+        with bar:
+            yield Progress(bar)
+
+
+class Progress:
+    """A thin handle over rich's Progress that does nothing when progress is off."""
+
+    def __init__(self, bar: Any) -> None:
+        self._bar = bar
+
+    def task(self, description: str, total: float | None = None) -> Any:
+        return self._bar.add_task(description, total=total) if self._bar else None
+
+    def update(self, task: Any, **fields: Any) -> None:
+        if self._bar is not None and task is not None:
+            self._bar.update(task, **fields)
+
+    def done(self, task: Any) -> None:
+        if self._bar is not None and task is not None:
+            self._bar.remove_task(task)

@@ -1,0 +1,128 @@
+"""Shared Typer option aliases: each help text is written once and reused by every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Model = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        envvar="SDCLI_MODEL",
+        help="Hub repo id or local diffusers folder.",
+    ),
+]
+Revision = Annotated[str | None, typer.Option(help="Hub branch, tag or commit.")]
+Variant = Annotated[
+    str | None,
+    typer.Option(help="Weight variant to load, e.g. fp16.", envvar="SDCLI_VARIANT"),
+]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        "--sampler",
+        envvar="SDCLI_SCHEDULER",
+        help="Sampler: A1111 name ('Euler a', 'DPM++ 2M', ...) or diffusers class. Default: the model's own.",
+    ),
+]
+Schedule = Annotated[
+    str | None,
+    typer.Option(help="Sigma schedule: karras, exponential, beta, sgm_uniform."),
+]
+Offline = Annotated[
+    bool,
+    typer.Option(
+        "--offline", help="Never touch the network; use cached models only (also HF_HUB_OFFLINE=1)."
+    ),
+]
+
+Negative = Annotated[str, typer.Option("--negative", "-n", help="Negative prompt.")]
+Steps = Annotated[
+    int,
+    typer.Option("--steps", "-s", envvar="SDCLI_STEPS", help="Denoising steps."),
+]
+Guidance = Annotated[
+    float,
+    typer.Option(
+        "--guidance",
+        "--cfg",
+        "-g",
+        envvar="SDCLI_GUIDANCE",
+        help="Classifier-free guidance scale (A1111 'CFG scale').",
+    ),
+]
+Width = Annotated[
+    int | None,
+    typer.Option(
+        "--width",
+        "-W",
+        help="Width in pixels (default: the model's native size).",
+    ),
+]
+Height = Annotated[
+    int | None,
+    typer.Option(
+        "--height",
+        "-H",
+        help="Height in pixels (default: the model's native size).",
+    ),
+]
+Seed = Annotated[
+    int | None,
+    typer.Option(
+        help="Seed of the first image; image i gets seed+i. Default: random, always recorded.",
+    ),
+]
+Count = Annotated[int, typer.Option("--count", "-c", help="Number of images.")]
+BatchSize = Annotated[
+    int,
+    typer.Option(
+        "--batch-size",
+        "-b",
+        help="Images per pipeline call (more is faster, needs more memory).",
+    ),
+]
+
+Device = Annotated[
+    str,
+    typer.Option(
+        envvar="SDCLI_DEVICE",
+        help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.",
+    ),
+]
+Dtype = Annotated[
+    str,
+    typer.Option(
+        envvar="SDCLI_DTYPE",
+        help="auto (fp16 on GPU, fp32 on CPU), fp16, bf16 or fp32.",
+    ),
+]
+
+Output = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        envvar="SDCLI_OUTPUT",
+        help="Folder, or file-name template with {seed} {index} {prompt} {date} {time} {model}. "
+        "Default: outputs/{date}-{time}-{seed}-{prompt}.png",
+    ),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing files.")]
+NoMetadata = Annotated[
+    bool,
+    typer.Option("--no-metadata", help="Write no parameters into the PNG."),
+]
+Json = Annotated[
+    bool,
+    typer.Option("--json", help="One JSON object per line on stdout; nothing else there."),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+ImagePath = Annotated[Path, typer.Argument(help="Image file.")]

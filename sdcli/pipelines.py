@@ -1,0 +1,145 @@
+"""Model source -> loaded diffusers pipeline. The only module that builds diffusers pipelines.
+
+The pipeline class is read from the model's own `model_index.json` and imported alone: importing one
+pipeline module is about a second cheaper than `AutoPipelineForText2Image`, which pulls in every family.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdcli.errors import ModelUnavailable, UsageError
+from sdcli.requests import ModelRequest
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's files are on this machine, and the name metadata records for it (never a path)."""
+
+    name: str
+    folder: Path
+    repo_id: str | None = None
+    revision: str | None = None
+    commit: str | None = None
+    model_hash: str | None = None
+
+    @property
+    def pipeline_class(self) -> str:
+        return str(read_model_index(self.folder).get("_class_name", ""))
+
+
+def read_model_index(folder: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((folder / "model_index.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(
+            f"{folder.name} has no readable model_index.json: not a diffusers pipeline folder",
+            hint="point --model at a folder saved with save_pretrained, or a Hub repo id",
+        ) from exc
+
+
+def display_name(model: str) -> str:
+    """The name metadata and file names use: a Hub id as is, a local folder or file by its own name."""
+    path = Path(model).expanduser()
+    if path.exists():
+        return path.resolve().stem if path.is_file() else path.resolve().name
+    return model
+
+
+def locate(request: ModelRequest) -> ModelSource:
+    """Find the model's files locally, downloading a Hub model's generation files when allowed."""
+    path = Path(request.model).expanduser()
+    if path.is_dir():
+        read_model_index(path)
+        return ModelSource(name=display_name(request.model), folder=path)
+    if path.suffix in (".safetensors", ".ckpt", ".pt", ".bin", ".pth"):
+        raise UsageError(f"{request.model}: single-file checkpoints are not supported yet")
+    looks_like_path = request.model.startswith((".", "/", "~")) or request.model.count("/") > 1
+    if looks_like_path or not HUB_ID.match(request.model):
+        raise ModelUnavailable(
+            f"model {request.model!r} was not found: no such folder, and not a Hub repo id",
+            hint="pass a local diffusers folder or a Hub id like stable-diffusion-v1-5/stable-diffusion-v1-5",
+        )
+    from sdcli import hub
+
+    folder, commit = hub.ensure_local(request.model, revision=request.revision, variant=request.variant)
+    return ModelSource(
+        name=request.model, folder=folder, repo_id=request.model, revision=request.revision, commit=commit
+    )
+
+
+def _quiet_libraries() -> None:
+    """diffusers and transformers log warnings and tqdm bars meant for notebooks; sdcli shows its own."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
+def pipeline_class(name: str) -> Any:
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if cls is None or not name.endswith("Pipeline"):
+        raise ModelUnavailable(f"model_index.json names {name!r}, which this diffusers does not provide")
+    return cls
+
+
+def load_pipeline(source: ModelSource, device: Any, dtype: Any, variant: str | None = None) -> Any:
+    """Load safetensors weights straight onto `device` in `dtype`; never runs code from the repo."""
+    _quiet_libraries()
+    cls = pipeline_class(source.pipeline_class)
+    # Loading straight onto the GPU skips a full copy of the weights through host memory.
+    placement = {"device_map": "cuda"} if device.type == "cuda" and device.index in (None, 0) else {}
+    try:
+        pipe = cls.from_pretrained(
+            source.folder, dtype=dtype, use_safetensors=True, variant=variant, **placement
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(
+            f"cannot load {source.name}: {first_line(exc)}",
+            hint="the folder must hold safetensors weights (sdcli never loads pickled .bin files)",
+        ) from exc
+    if not placement:
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    pipe: Any
+    source: ModelSource
+    device: Any
+    dtype: Any
+    request: ModelRequest
+
+
+def load_model(request: ModelRequest) -> LoadedModel:
+    """Resolve device and dtype first (a missing GPU fails before any file is read), then load."""
+    from sdcli import runtime, schedulers
+
+    request = request.validated()
+    device = runtime.resolve_device(request.device)
+    dtype = runtime.resolve_dtype(request.dtype, device)
+    source = locate(request)
+    pipe = load_pipeline(source, device, dtype, request.variant)
+    if request.scheduler or request.schedule:
+        current, _ = schedulers.describe(type(pipe.scheduler).__name__, pipe.scheduler.config)
+        choice = schedulers.resolve(request.scheduler or current, request.schedule)
+        pipe.scheduler = schedulers.build(choice, pipe.scheduler.config)
+    return LoadedModel(pipe=pipe, source=source, device=device, dtype=dtype, request=request)

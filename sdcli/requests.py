@@ -1,0 +1,88 @@
+"""What the user asked for, as frozen dataclasses validated before any model loads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from sdcli.errors import UsageError
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+# Old names of the same weights: the runwayml repo was removed from the Hub in 2024.
+MODEL_ALIASES = {"runwayml/stable-diffusion-v1-5": DEFAULT_MODEL}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "fp16", "bf16", "fp32")
+MAX_SEED = 2**32 - 1  # A1111 and most UIs use 32-bit seeds; keep ours interchangeable
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """Which weights to load and how to place them: shared by every command that runs a pipeline."""
+
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    variant: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    scheduler: str | None = None
+    schedule: str | None = None
+
+    def validated(self) -> ModelRequest:
+        model = MODEL_ALIASES.get(self.model, self.model)
+        if not model.strip():
+            raise UsageError("--model is empty")
+        base = self.device.split(":", 1)[0]
+        if base not in DEVICES or (":" in self.device and not self.device.split(":", 1)[1].isdigit()):
+            raise UsageError(
+                f"--device {self.device!r} is not a device", hint="use auto, cpu, cuda, cuda:N or mps"
+            )
+        if self.dtype not in DTYPES:
+            raise UsageError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        return replace(self, model=model)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt's worth of images: image i of the run gets seed `seed + i`."""
+
+    prompt: str
+    negative: str = ""
+    steps: int = 30
+    guidance: float = 7.0
+    width: int | None = None  # None: the model's native size
+    height: int | None = None
+    seed: int | None = None  # None: a random seed, drawn once and recorded
+    count: int = 1
+    batch_size: int = 1
+    strength: float | None = None  # img2img / inpaint only
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validated(self) -> GenerationRequest:
+        for name, value in (("--width", self.width), ("--height", self.height)):
+            if value is not None and (value <= 0 or value % 8):
+                raise UsageError(f"{name} must be a positive multiple of 8, got {value}")
+        if self.steps < 1:
+            raise UsageError(f"--steps must be at least 1, got {self.steps}")
+        if self.count < 1:
+            raise UsageError(f"--count must be at least 1, got {self.count}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.guidance < 0:
+            raise UsageError(f"--guidance must be 0 or more, got {self.guidance:g}")
+        if self.strength is not None and not 0 < self.strength <= 1:
+            raise UsageError(f"--strength must be in (0, 1], got {self.strength:g}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        import secrets
+
+        seed = secrets.randbelow(MAX_SEED - self.count) if self.seed is None else self.seed
+        return replace(self, seed=seed)
+
+    @property
+    def seeds(self) -> list[int]:
+        assert self.seed is not None, "validated() draws the seed"
+        return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.count)]
+
+
+def field_names(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}

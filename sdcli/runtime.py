@@ -1,0 +1,67 @@
+"""Device, dtype and random-number policy. Imports torch, so only code that runs a model calls it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sdcli.errors import DeviceUnavailable
+
+DTYPE_NAMES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+
+
+def _visible_devices() -> str:
+    import torch
+
+    seen = ["cpu"]
+    if torch.cuda.is_available():
+        seen += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        seen.append("mps")
+    cuda = torch.version.cuda or "none"
+    return f"torch {torch.__version__} (CUDA build: {cuda}) sees: {', '.join(seen)}"
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def resolve_device(spec: str) -> Any:
+    """`auto` picks cuda, then mps, then cpu; an explicit device that is not there is exit 5."""
+    import torch
+
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailable(f"--device {spec}: CUDA is not available; {_visible_devices()}")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceUnavailable(f"--device {spec}: no such GPU; {_visible_devices()}")
+    if device.type == "mps" and not _mps_available():
+        raise DeviceUnavailable(f"--device {spec}: MPS is not available; {_visible_devices()}")
+    return device
+
+
+def resolve_dtype(spec: str, device: Any) -> Any:
+    """`auto`: fp16 on CUDA and MPS, fp32 on CPU (half precision on CPU is slow and lossy)."""
+    import torch
+
+    name = spec if spec != "auto" else ("fp32" if device.type == "cpu" else "fp16")
+    return getattr(torch, DTYPE_NAMES[name])
+
+
+def dtype_name(dtype: Any) -> str:
+    text = str(dtype).removeprefix("torch.")
+    return next((short for short, long in DTYPE_NAMES.items() if long == text), text)
+
+
+def generators(seeds: list[int], device: str = "cpu") -> list[Any]:
+    """One generator per image, on the CPU by default, so a seed means the same noise on every device."""
+    import torch
+
+    return [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
