@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
+from dataclasses import dataclass, field
 from typing import Any
 
-from sdcli import __version__, schedulers
-from sdcli.errors import CheckFailed
+from sdcli import decoding, schedulers
+from sdcli.errors import OutOfMemory
 from sdcli.pipelines import LoadedModel
 from sdcli.requests import GenerationRequest
 from sdcli.runtime import dtype_name, generators
 
 StepCallback = Callable[[int, int], None]
+OOM_HINT = "try --low-vram, a smaller --batch-size or a smaller --width/--height (or --oom-retry)"
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,15 @@ class GeneratedImage:
     index: int
     record: dict[str, Any]
     seconds: float
+    flagged: bool = False  # blanked by the safety checker
+    notes: tuple[str, ...] = ()  # things the user should hear about (a retry, an fp32 decode)
 
 
 def versions() -> dict[str, str]:
+    from importlib import metadata as importlib_metadata
+
+    from sdcli import __version__
+
     found = {"sdcli": __version__}
     for package in ("diffusers", "transformers", "torch"):
         try:
@@ -66,9 +73,58 @@ def base_record(model: LoadedModel, request: GenerationRequest, width: int, heig
         "strength": request.strength,
         "dtype": dtype_name(model.dtype),
         "device": model.device.type,
-        "rng": "cpu",
+        "rng": model.request.rng,
+        "memory": model.memory.as_record(),
+        "safety_checker": getattr(model.pipe, "safety_checker", None) is not None,
         "versions": versions(),
     }
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def free_memory(device: Any) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+@dataclass
+class _Run:
+    """State that outlives one batch: memory fallbacks stick for the rest of the run."""
+
+    upcast_vae: bool = False
+    fallbacks: list[str] = field(default_factory=list)
+
+
+def _denoise(model: LoadedModel, call: dict[str, Any], run: _Run) -> tuple[Any, tuple[str, ...]]:
+    """One pipeline call to latents; on OOM either stop with exit 4 or, with --oom-retry, retry with VAE
+    tiling and then model offload."""
+    notes: list[str] = []
+    remaining = ["vae tiling", "model offload"] if model.memory.oom_retry else []
+    while True:
+        try:
+            return model.pipe(**call).images, tuple(notes)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            free_memory(model.device)
+            if not remaining:
+                raise OutOfMemory(f"out of memory on {model.device}", hint=OOM_HINT) from exc
+            fallback = remaining.pop(0)
+            if fallback == "vae tiling":
+                model.pipe.vae.enable_tiling()
+            elif model.memory.offload == "none" and model.device.type == "cuda":
+                model.pipe.enable_model_cpu_offload(device=model.device)
+            run.fallbacks.append(fallback)
+            notes.append(f"out of memory; retrying with {fallback}")
 
 
 def generate(
@@ -88,7 +144,7 @@ def generate(
         guidance_scale=request.guidance,
         width=width,
         height=height,
-        output_type="np",
+        output_type="latent",
         **(inputs or {}),
     )
     if request.strength is not None:
@@ -101,35 +157,54 @@ def generate(
 
         call["callback_on_step_end"] = step_end
 
+    run = _Run()
+    noise_device = "cpu" if model.request.rng == "cpu" else model.device
     seeds = request.seeds
     for start in range(0, len(seeds), request.batch_size):
         chunk = seeds[start : start + request.batch_size]
         began = time.perf_counter()
-        output = pipe(
-            prompt=[request.prompt] * len(chunk),
-            negative_prompt=[request.negative] * len(chunk),
-            generator=generators(chunk),
-            **call,
+        latents, notes = _denoise(
+            model,
+            {
+                **call,
+                "prompt": [request.prompt] * len(chunk),
+                "negative_prompt": [request.negative] * len(chunk),
+                "generator": generators(chunk, noise_device),
+            },
+            run,
         )
+        decoded = decoding.decode(pipe, latents, upcast=run.upcast_vae)
+        if decoded.vae_upcast and not run.upcast_vae:
+            run.upcast_vae = True
+            notes += (
+                "the VAE produced NaN in half precision; decoded in fp32 (kept for the rest of the run)",
+            )
         seconds = (time.perf_counter() - began) / len(chunk)
-        for offset, (seed, pixels) in enumerate(zip(chunk, output.images, strict=True)):
+        extra = {"vae_fp32_retry": run.upcast_vae or None, "oom_fallbacks": list(run.fallbacks) or None}
+        for offset, (seed, pixels, flagged) in enumerate(
+            zip(chunk, decoded.pixels, decoded.flagged, strict=True)
+        ):
             index = start + offset
             yield GeneratedImage(
                 image=to_pil(pixels),
                 seed=seed,
                 index=index,
-                record={**record, "seed": seed, "index": index, "timings": {"seconds": round(seconds, 3)}},
+                record={
+                    **record,
+                    **extra,
+                    "seed": seed,
+                    "index": index,
+                    "timings": {"seconds": round(seconds, 3)},
+                },
                 seconds=seconds,
+                flagged=flagged,
+                notes=notes if offset == 0 else (),
             )
+        del latents, decoded
+        free_memory(model.device)
 
 
 def to_pil(pixels: Any) -> Any:
-    """Turn one decoded float image into 8-bit RGB, refusing NaN/Inf rather than saving a black image."""
-    import numpy as np
     from PIL import Image
 
-    if not np.isfinite(pixels).all():
-        raise CheckFailed(
-            "the decoded image holds NaN or Inf values", hint="try --dtype fp32 (half precision overflowed)"
-        )
     return Image.fromarray((pixels * 255).round().clip(0, 255).astype("uint8"))

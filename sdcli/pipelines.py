@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import ModelUnavailable, UsageError
-from sdcli.requests import ModelRequest
+from sdcli.requests import MemoryOptions, ModelRequest
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -94,22 +94,40 @@ def pipeline_class(name: str) -> Any:
     return cls
 
 
-def load_pipeline(source: ModelSource, device: Any, dtype: Any, variant: str | None = None) -> Any:
-    """Load safetensors weights straight onto `device` in `dtype`; never runs code from the repo."""
+def load_pipeline(
+    source: ModelSource,
+    device: Any,
+    dtype: Any,
+    variant: str | None = None,
+    *,
+    offload: str = "none",
+    safety_checker: bool = True,
+) -> Any:
+    """Load safetensors weights in `dtype`, straight onto `device` or behind offload hooks; never runs code
+    from the repo."""
     _quiet_libraries()
     cls = pipeline_class(source.pipeline_class)
+    kwargs: dict[str, Any] = {}
+    if not safety_checker and "safety_checker" in read_model_index(source.folder):
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
     # Loading straight onto the GPU skips a full copy of the weights through host memory.
-    placement = {"device_map": "cuda"} if device.type == "cuda" and device.index in (None, 0) else {}
+    direct = device.type == "cuda" and device.index in (None, 0) and offload == "none"
+    if direct:
+        kwargs["device_map"] = "cuda"
     try:
         pipe = cls.from_pretrained(
-            source.folder, dtype=dtype, use_safetensors=True, variant=variant, **placement
+            source.folder, dtype=dtype, use_safetensors=True, variant=variant, **kwargs
         )
     except (OSError, ValueError) as exc:
         raise ModelUnavailable(
             f"cannot load {source.name}: {first_line(exc)}",
             hint="the folder must hold safetensors weights (sdcli never loads pickled .bin files)",
         ) from exc
-    if not placement:
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    elif not direct:
         pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -127,19 +145,25 @@ class LoadedModel:
     device: Any
     dtype: Any
     request: ModelRequest
+    memory: MemoryOptions  # what was actually applied on this device
+    notes: tuple[str, ...] = ()  # warnings for the user: options dropped, dtype fallbacks
 
 
 def load_model(request: ModelRequest) -> LoadedModel:
     """Resolve device and dtype first (a missing GPU fails before any file is read), then load."""
-    from sdcli import runtime, schedulers
+    from sdcli import memory, runtime, schedulers
 
     request = request.validated()
     device = runtime.resolve_device(request.device)
-    dtype = runtime.resolve_dtype(request.dtype, device)
+    dtype, dtype_notes = runtime.resolve_dtype(request.dtype, device)
+    options, memory_notes = memory.effective(request.memory, device)
     source = locate(request)
-    pipe = load_pipeline(source, device, dtype, request.variant)
+    pipe = load_pipeline(
+        source, device, dtype, request.variant, offload=options.offload, safety_checker=request.safety_checker
+    )
+    memory.apply(pipe, options, device)
     if request.scheduler or request.schedule:
         current, _ = schedulers.describe(type(pipe.scheduler).__name__, pipe.scheduler.config)
         choice = schedulers.resolve(request.scheduler or current, request.schedule)
         pipe.scheduler = schedulers.build(choice, pipe.scheduler.config)
-    return LoadedModel(pipe=pipe, source=source, device=device, dtype=dtype, request=request)
+    return LoadedModel(pipe, source, device, dtype, request, options, (*dtype_notes, *memory_notes))

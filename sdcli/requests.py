@@ -15,6 +15,36 @@ DTYPES = ("auto", "fp16", "bf16", "fp32")
 MAX_SEED = 2**32 - 1  # A1111 and most UIs use 32-bit seeds; keep ours interchangeable
 
 
+OFFLOAD_MODES = ("none", "model", "sequential")
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """Speed/memory trade-offs applied to a loaded pipeline; all recorded in the image's metadata."""
+
+    offload: str = "none"
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    attention_slicing: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    tiny_vae: str | None = None  # a local folder or cached Hub id of an AutoencoderTiny
+    oom_retry: bool = False
+
+    @classmethod
+    def low_vram(cls, **overrides: Any) -> MemoryOptions:
+        """What a small GPU needs, spelled out as the individual settings."""
+        return cls(**{"offload": "model", "vae_tiling": True, "vae_slicing": True, **overrides})
+
+    def validated(self) -> MemoryOptions:
+        if self.offload not in OFFLOAD_MODES:
+            raise UsageError(f"--offload {self.offload!r} is not one of {', '.join(OFFLOAD_MODES)}")
+        return self
+
+    def as_record(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "oom_retry"}
+
+
 @dataclass(frozen=True)
 class ModelRequest:
     """Which weights to load and how to place them: shared by every command that runs a pipeline."""
@@ -26,6 +56,9 @@ class ModelRequest:
     dtype: str = "auto"
     scheduler: str | None = None
     schedule: str | None = None
+    memory: MemoryOptions = MemoryOptions()
+    safety_checker: bool = True
+    rng: str = "cpu"  # "cpu": seeds mean the same image on any device; "device": the device's own generator
 
     def validated(self) -> ModelRequest:
         model = MODEL_ALIASES.get(self.model, self.model)
@@ -38,7 +71,9 @@ class ModelRequest:
             )
         if self.dtype not in DTYPES:
             raise UsageError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
-        return replace(self, model=model)
+        if self.rng not in ("cpu", "device"):
+            raise UsageError(f"--rng {self.rng!r} is not one of cpu, device")
+        return replace(self, model=model, memory=self.memory.validated())
 
 
 @dataclass(frozen=True)

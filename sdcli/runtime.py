@@ -47,12 +47,17 @@ def resolve_device(spec: str) -> Any:
     return device
 
 
-def resolve_dtype(spec: str, device: Any) -> Any:
-    """`auto`: fp16 on CUDA and MPS, fp32 on CPU (half precision on CPU is slow and lossy)."""
+def resolve_dtype(spec: str, device: Any) -> tuple[Any, list[str]]:
+    """`auto`: fp16 on CUDA and MPS, fp32 on CPU (half precision on CPU is slow and lossy).
+    bf16 on a GPU without bf16 falls back to fp16, with a note saying so."""
     import torch
 
     name = spec if spec != "auto" else ("fp32" if device.type == "cpu" else "fp16")
-    return getattr(torch, DTYPE_NAMES[name])
+    notes = []
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        notes.append(f"{torch.cuda.get_device_name(device)} has no bf16 support; using fp16")
+        name = "fp16"
+    return getattr(torch, DTYPE_NAMES[name]), notes
 
 
 def dtype_name(dtype: Any) -> str:
@@ -60,7 +65,7 @@ def dtype_name(dtype: Any) -> str:
     return next((short for short, long in DTYPE_NAMES.items() if long == text), text)
 
 
-def generators(seeds: list[int], device: str = "cpu") -> list[Any]:
+def generators(seeds: list[int], device: Any = "cpu") -> list[Any]:
     """One generator per image, on the CPU by default, so a seed means the same noise on every device."""
     import torch
 
