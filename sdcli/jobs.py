@@ -15,11 +15,12 @@ from sdcli.requests import GenerationRequest
 
 @dataclass(frozen=True)
 class Written:
-    path: Path
+    path: Path | None  # None: the safety checker blanked the image and it was not written
     seed: int
     index: int
     seconds: float
     record: dict[str, Any]
+    notes: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,14 +60,20 @@ def generate_and_save(
     paths: list[Path],
     *,
     with_metadata: bool = True,
+    keep_filtered: bool = False,
     inputs: dict[str, Any] | None = None,
     extra_record: dict[str, Any] | None = None,
     on_step: engine.StepCallback | None = None,
 ) -> Iterator[Written]:
     for result in engine.generate(model, request, inputs=inputs, on_step=on_step):
         record = {**result.record, **(extra_record or {})}
-        info = metadata.png_info(record) if with_metadata else None
-        path = outputs.write_png(
-            result.image, paths[result.index], info, overwrite=plan.overwrite, unique=not plan.explicit
-        )
-        yield Written(path=path, seed=result.seed, index=result.index, seconds=result.seconds, record=record)
+        path: Path | None = paths[result.index]
+        if result.flagged:
+            record["nsfw"] = True
+            path = path.with_name(f"{path.stem}-nsfw{path.suffix}") if keep_filtered and path else None
+        if path is not None:
+            info = metadata.png_info(record) if with_metadata else None
+            path = outputs.write_png(
+                result.image, path, info, overwrite=plan.overwrite, unique=not plan.explicit
+            )
+        yield Written(path, result.seed, result.index, result.seconds, record, result.notes)

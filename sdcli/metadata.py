@@ -4,7 +4,7 @@ One image's canonical record is a plain, JSON-serialisable dict (the "sdcli reco
 text chunk `sdcli`). Next to it goes an AUTOMATIC1111-style `parameters` text so that other tools can read the
 image. Reading understands sdcli, A1111 (PNG text or JPEG/WebP EXIF UserComment), ComfyUI and InvokeAI.
 
-Only pillow and the standard library here: `sdcli show` must not import torch. Nothing here adds file paths.
+Only pillow and the standard library here (`sdcli info IMAGE` must not import torch); nothing here adds paths.
 """
 
 from __future__ import annotations

@@ -126,3 +126,50 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 
 ImagePath = Annotated[Path, typer.Argument(help="Image file.")]
+
+FromImage = Annotated[
+    Path | None,
+    typer.Option(
+        "--from",
+        help="Re-make an image: its stored parameters become the defaults; options given here win.",
+    ),
+]
+Offload = Annotated[
+    str,
+    typer.Option(
+        help="none, model (move each model to the GPU when used) or sequential (smallest, slowest)."
+    ),
+]
+VaeTiling = Annotated[bool, typer.Option("--vae-tiling", help="Decode in tiles (large images, less memory).")]
+VaeSlicing = Annotated[bool, typer.Option("--vae-slicing", help="Decode a batch one image at a time.")]
+AttentionSlicing = Annotated[
+    bool, typer.Option("--attention-slicing", help="Compute attention in slices (less memory, ~10% slower).")
+]
+ChannelsLast = Annotated[
+    bool, typer.Option("--channels-last", help="channels_last memory format for the UNet.")
+]
+Compile = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the UNet: slow first image, faster after (batches).")
+]
+TinyVae = Annotated[
+    str | None,
+    typer.Option(help="Decode with a tiny autoencoder (local folder or cached id, e.g. madebyollin/taesd)."),
+]
+LowVram = Annotated[
+    bool,
+    typer.Option("--low-vram", help="For small GPUs: --offload model --vae-tiling --vae-slicing."),
+]
+OomRetry = Annotated[
+    bool, typer.Option("--oom-retry", help="On out-of-memory, retry with VAE tiling, then model offload.")
+]
+NoSafetyChecker = Annotated[
+    bool, typer.Option("--no-safety-checker", help="Do not run the model's safety checker.")
+]
+KeepFiltered = Annotated[
+    bool,
+    typer.Option("--keep-filtered", help="Write images the safety checker blanked, named with -nsfw."),
+]
+Rng = Annotated[
+    str,
+    typer.Option(help="cpu (a seed gives the same image on any device) or device (the device's generator)."),
+]

@@ -162,7 +162,9 @@ def load_model(request: ModelRequest) -> LoadedModel:
         source, device, dtype, request.variant, offload=options.offload, safety_checker=request.safety_checker
     )
     memory.apply(pipe, options, device)
-    if request.scheduler or request.schedule:
+    if request.scheduler_state:
+        pipe.scheduler = schedulers.from_state(*request.scheduler_state)
+    elif request.scheduler or request.schedule:
         current, _ = schedulers.describe(type(pipe.scheduler).__name__, pipe.scheduler.config)
         choice = schedulers.resolve(request.scheduler or current, request.schedule)
         pipe.scheduler = schedulers.build(choice, pipe.scheduler.config)

@@ -59,6 +59,7 @@ class ModelRequest:
     memory: MemoryOptions = MemoryOptions()
     safety_checker: bool = True
     rng: str = "cpu"  # "cpu": seeds mean the same image on any device; "device": the device's own generator
+    scheduler_state: tuple[str, dict[str, Any]] | None = None  # exact class + config, from --from IMAGE
 
     def validated(self) -> ModelRequest:
         model = MODEL_ALIASES.get(self.model, self.model)

@@ -252,3 +252,13 @@ def names() -> list[str]:
     return [
         f"{s.name:<{width}}  {s.cls:<{cls_width}}  {', '.join(s.schedules) or '-'}".rstrip() for s in SAMPLERS
     ]
+
+
+def from_state(class_name: str, config: Mapping[str, Any]) -> Any:
+    """Rebuild the exact scheduler an image recorded (class name and full config)."""
+    import diffusers
+
+    cls = getattr(diffusers, class_name, None)
+    if cls is None or not class_name.endswith("Scheduler"):
+        raise UsageError(f"the image's scheduler {class_name!r} is not one this diffusers provides")
+    return cls.from_config(dict(config))

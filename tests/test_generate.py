@@ -69,7 +69,9 @@ def test_a_run_of_n_equals_n_single_runs(tiny_sd: Path) -> None:
 def test_count_gives_consecutive_seeds_and_json_lines(cli, tiny_sd: Path) -> None:
     result = cli("generate", "a tree", "-m", tiny_sd, "--steps", "1", "--seed", "10", "-c", "2", "--json")
     assert result.exit_code == 0, result.stderr
-    records = [json.loads(line) for line in result.stdout.splitlines()]
+    *records, summary = [json.loads(line) for line in result.stdout.splitlines()]
+    assert summary["type"] == "summary" and summary["images"] == 2 and summary["failures"] == 0
+    assert [r["type"] for r in records] == ["image", "image"]
     assert [r["seed"] for r in records] == [10, 11]
     assert [r["index"] for r in records] == [0, 1]
     assert all(Path(r["path"]).exists() and r["parameters"]["prompt"] == "a tree" for r in records)

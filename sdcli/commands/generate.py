@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import datetime
 from typing import Annotated
@@ -10,23 +9,16 @@ from typing import Annotated
 import typer
 
 from sdcli import options as opt
+from sdcli.commands import common
 from sdcli.console import Output
-from sdcli.errors import UsageError
-from sdcli.requests import DEFAULT_MODEL, GenerationRequest, ModelRequest
-
-
-def read_prompt(prompt: str | None) -> str:
-    if prompt == "-":
-        prompt = sys.stdin.read().strip()
-    if not prompt:
-        raise UsageError("no prompt given", hint='sdcli generate "a cat wearing a hat" (or - to read stdin)')
-    return prompt
+from sdcli.requests import DEFAULT_MODEL
 
 
 def generate(
     ctx: typer.Context,
     prompt: Annotated[str | None, typer.Argument(help="What to draw; - reads it from stdin.")] = None,
     negative: opt.Negative = "",
+    from_: opt.FromImage = None,
     model: opt.Model = DEFAULT_MODEL,
     revision: opt.Revision = None,
     variant: opt.Variant = None,
@@ -41,6 +33,18 @@ def generate(
     batch_size: opt.BatchSize = 1,
     device: opt.Device = "auto",
     dtype: opt.Dtype = "auto",
+    rng: opt.Rng = "cpu",
+    offload: opt.Offload = "none",
+    low_vram: opt.LowVram = False,
+    vae_tiling: opt.VaeTiling = False,
+    vae_slicing: opt.VaeSlicing = False,
+    attention_slicing: opt.AttentionSlicing = False,
+    channels_last: opt.ChannelsLast = False,
+    compile: opt.Compile = False,
+    tiny_vae: opt.TinyVae = None,
+    oom_retry: opt.OomRetry = False,
+    no_safety_checker: opt.NoSafetyChecker = False,
+    keep_filtered: opt.KeepFiltered = False,
     output: opt.Output = None,
     overwrite: opt.Overwrite = False,
     no_metadata: opt.NoMetadata = False,
@@ -50,16 +54,18 @@ def generate(
     debug: opt.Debug = False,
 ) -> None:
     """Make images from a text prompt."""
+    values = dict(ctx.params)  # every parameter by name: --from merges stored values into these
     out = Output(quiet=quiet, json=json_, debug=debug)
     ctx.meta["sdcli.debug"] = debug or ctx.meta.get("sdcli.debug", False)
     # 1. Validate everything before anything heavy is imported or loaded.
-    model_request = ModelRequest(model, revision, variant, device, dtype, scheduler, schedule).validated()
-    request = GenerationRequest(
-        read_prompt(prompt), negative, steps, guidance, width, height, seed, count, batch_size
-    ).validated()
+    common.existing_file(from_)
+    values, scheduler_state = common.apply_from_image(ctx, values)
+    model_request = common.model_request(values, scheduler_state)
+    request = common.generation_request(values)
+
     from sdcli import hub, jobs, outputs, pipelines
 
-    plan = outputs.plan(output, count=count, overwrite=overwrite)
+    plan = outputs.plan(output, count=request.count, overwrite=overwrite)
     paths = jobs.planned_paths(plan, request, pipelines.display_name(model_request.model), datetime.now())
     outputs.check_free(paths, plan)
     if offline:
@@ -70,18 +76,17 @@ def generate(
         loading = progress.task(f"loading {model_request.model}")
         loaded = pipelines.load_model(model_request)
         progress.done(loading)
-        images = progress.task("images", total=count)
+        for note in loaded.notes:
+            out.warn(note)
         steps_bar = progress.task("denoising", total=request.steps)
-
-        def on_step(done: int, total: int) -> None:
-            progress.update(steps_bar, completed=done, total=total)
-
-        for written in jobs.generate_and_save(
-            loaded, request, plan, paths, with_metadata=not no_metadata, on_step=on_step
-        ):
-            progress.update(images, advance=1)
-            if json_:
-                out.data(written.as_json())
-            else:
-                out.result(str(written.path))
-    out.info(f"{count} image(s) in {time.perf_counter() - began:.1f}s")
+        images = jobs.generate_and_save(
+            loaded,
+            request,
+            plan,
+            paths,
+            with_metadata=not no_metadata,
+            keep_filtered=keep_filtered,
+            on_step=lambda done, total: progress.update(steps_bar, completed=done, total=total),
+        )
+        written, skipped = common.write_images(out, images, request.count, progress)
+    common.finish(out, written, skipped, began)
