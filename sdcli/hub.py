@@ -71,6 +71,15 @@ class DownloadPlan:
     missing_weights: tuple[str, ...] = ()  # components left without safetensors weights by the selection
     cached: bool = False  # planned from the local cache (offline): download() makes no request
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo_id,
+            "revision": self.revision,
+            "commit": self.commit,
+            "files": [{"path": p, "size": s} for p, s in self.files],
+            "bytes": self.total_bytes,
+        }
+
 
 @dataclass(frozen=True)
 class DownloadResult:

@@ -163,6 +163,7 @@ class HubServer:
 class HubHandler(BaseHTTPRequestHandler):
     hub: HubServer
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx pools connections
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
     timeout = 30
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence stderr access log

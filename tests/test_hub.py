@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import errno
 import functools
+import io
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -15,9 +18,11 @@ from typing import Any
 
 import pytest
 import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
 from sdcli import hub
+from sdcli.commands.download import _fetch
 from sdcli.commands.download import download as download_command
 from sdcli.errors import ModelUnavailable, OutputError, SdcliError
 from sdcli.selection import select_files, variant_of
@@ -232,6 +237,10 @@ def test_dry_run_lists_served_sizes_and_writes_nothing(
     assert plan["files"] and all(f["size"] == (source / f["path"]).stat().st_size for f in plan["files"])
     assert plan["bytes"] == sum(f["size"] for f in plan["files"])
     assert not (hub.hub_cache_dir() / "models--acme--tiny-sd").exists()
+    everything = json.loads(cli(REPO, "--dry-run", "--json", "--all").stdout)
+    assert [f["path"] for f in everything["files"]] == repo_files(source)
+    configs = json.loads(cli(REPO, "--dry-run", "--json", "--config-only").stdout)
+    assert configs["files"] and all(f["path"].endswith((".json", ".txt")) for f in configs["files"])
     text = cli(f"{hub_server.url}/{REPO}/tree/main", "--dry-run", "--variant", "fp16")  # a pasted model URL
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in text.stdout and "total" in text.stdout
     assert not hub_server.requests_to("/resolve/" + served + "/unet/")
@@ -288,6 +297,14 @@ def test_repo_not_found(hub_server: HubServer) -> None:
     assert result.exit_code == 3
     assert "model 'acme/does-not-exist' was not found on the Hub" in result.stderr
     assert "HF_TOKEN" in result.stderr
+
+
+def test_bad_model_id_and_contradicting_options_are_usage_errors(hub_server: HubServer) -> None:
+    bad = cli("not/a/valid id")
+    assert bad.exit_code == 2 and "not a valid model id" in bad.stderr
+    assert cli(REPO, "--all", "--config-only").exit_code == 2
+    assert cli(REPO, "--variant", "fp16; rm").exit_code == 2
+    assert hub_server.requests == []
 
 
 def test_private_repo_without_token_reads_as_not_found(hub_server: HubServer, source: Path) -> None:
@@ -496,6 +513,33 @@ def test_two_concurrent_downloads_both_succeed(hub_server: HubServer, source: Pa
     assert results[0].path == results[1].path
     assert (results[0].path / BIG_FILE).read_bytes() == (source / BIG_FILE).read_bytes()
     assert not leftovers(hub.hub_cache_dir())
+
+
+@pytest.mark.slow
+def test_two_concurrent_processes_both_succeed(hub_server: HubServer, source: Path, served: str) -> None:
+    hub_server.chunk_delay = 0.002
+    code = f"from sdcli import hub; print(hub.download(hub.plan_download({REPO!r})).path)"
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=60) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    paths = {Path(out.decode().strip()) for out, _ in outputs}
+    assert len(paths) == 1
+    assert files_of(paths.pop())[BIG_FILE] == (source / BIG_FILE).read_bytes()
+    assert not leftovers(hub.hub_cache_dir())
+
+
+def test_progress_bar_on_a_terminal(hub_server: HubServer, served: str) -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    result = _fetch(hub.plan_download(REPO), None, console, show_bar=True)
+    assert (result.path / BIG_FILE).is_file()
+    assert REPO in out.getvalue() and "2.1" in out.getvalue()  # description and "2.1 MB" transferred
 
 
 # --- the cache ----------------------------------------------------------------------------------

@@ -24,32 +24,42 @@ _NAMED_FILES_CONFLICTS = ("--variant", "--all", "--config-only", "--include", "-
 
 
 def download(
-    model: Annotated[str, typer.Argument(help="Hub model id, owner/name (a Hub URL works too).")],
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="Hub model id, owner/name (a Hub URL works too).")
+    ],
     files: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Fetch exactly these files of the repo instead (a single-file checkpoint, a LoRA)."
+            metavar="FILE",
+            help="Fetch exactly these files of the repo instead (a single-file checkpoint, a LoRA).",
         ),
     ] = None,
     revision: Annotated[
-        str | None, typer.Option("--revision", help="Branch, tag or commit; default main.")
+        str | None, typer.Option("--revision", metavar="REV", help="Branch, tag or commit; default main.")
     ] = None,
     variant: Annotated[
         str | None,
-        typer.Option("--variant", help="Weight variant, e.g. fp16: x.fp16.safetensors where it exists."),
+        typer.Option(
+            "--variant", metavar="NAME", help="Weight variant, e.g. fp16: x.fp16.safetensors where it exists."
+        ),
     ] = None,
     include: Annotated[
-        list[str] | None, typer.Option("--include", help="Also fetch files matching this glob (repeatable).")
+        list[str] | None,
+        typer.Option("--include", metavar="GLOB", help="Also fetch files matching this glob (repeatable)."),
     ] = None,
     exclude: Annotated[
-        list[str] | None, typer.Option("--exclude", help="Skip files matching this glob (repeatable).")
+        list[str] | None,
+        typer.Option("--exclude", metavar="GLOB", help="Skip files matching this glob (repeatable)."),
     ] = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Fetch every file, not only what generation needs.")
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List files and sizes; fetch nothing.")] = False,
     to: Annotated[
-        Path | None, typer.Option("--to", help="Put the files in this plain folder instead of the HF cache.")
+        Path | None,
+        typer.Option(
+            "--to", metavar="DIR", help="Put the files in this plain folder instead of the HF cache."
+        ),
     ] = None,
     config_only: Annotated[
         bool, typer.Option("--config-only", help="Only configs and tokenizer files, no weights.")
@@ -154,18 +164,7 @@ def _fetch(plan: hub.DownloadPlan, to: Path | None, err: Console, *, show_bar: b
 
 def _print_plan(plan: hub.DownloadPlan, json_: bool) -> None:
     if json_:
-        files = [{"path": path, "size": size} for path, size in plan.files]
-        _emit_json(
-            {
-                "repo": plan.repo_id,
-                "revision": plan.revision,
-                "commit": plan.commit,
-                "files": files,
-                "bytes": plan.total_bytes,
-                "path": None,
-                "dry_run": True,
-            }
-        )
+        _emit_json(plan.to_json() | {"path": None, "dry_run": True})
         return
     for path, size in plan.files:
         _emit(f"{human_size(size):>10}  {path}")
