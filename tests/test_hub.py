@@ -278,6 +278,8 @@ def test_revision_branch_and_missing_revision(hub_server: HubServer, source: Pat
     plan = hub.plan_download(REPO, revision="v2")
     assert plan.commit == v2 and not plan.pipeline
     assert [p for p, _ in plan.files] == ["config.json", "pytorch_lora_weights.safetensors"]
+    noted = cli(REPO, "--revision", "v2", "--dry-run")
+    assert "no model_index.json" in noted.stderr
     result = cli(REPO, "--revision", "nope")
     assert result.exit_code == 3
     assert "revision 'nope'" in result.stderr and REPO in result.stderr

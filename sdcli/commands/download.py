@@ -91,6 +91,8 @@ def download(
             config_only=config_only,
         )
     err = Console(stderr=True, highlight=False, soft_wrap=True, quiet=quiet)
+    if not plan.pipeline and not named:
+        err.print(f"note: {repo_id} has no model_index.json; taking its top-level safetensors and configs")
     if plan.missing_weights:
         err.print(
             f"warning: no safetensors weights selected for {', '.join(plan.missing_weights)}; "
