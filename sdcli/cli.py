@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from sdcli import __version__
+from sdcli.commands.download import download
 from sdcli.commands.generate import generate
 from sdcli.console import Output
 from sdcli.errors import ExitCode, SdcliError
@@ -92,6 +93,7 @@ def root(
 
 
 app.command("generate")(generate)
+app.command("download")(download)
 
 
 def main() -> None:

@@ -25,6 +25,8 @@ for name in ("SDCLI_MODEL", "SDCLI_DEVICE", "SDCLI_DTYPE", "SDCLI_OUTPUT", "HF_T
 import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
+pytest_plugins = ("tests.hub_fixtures",)
+
 
 def _save_tiny(root: Path, family: str) -> Path:
     from sdcli.tiny import TinySpec, build_tiny_pipeline

@@ -1,0 +1,190 @@
+"""`sdcli download`: fetch a model from the Hub ahead of time, print where it is.
+
+Thin: choosing and fetching files is `sdcli.hub`; this module parses options and talks to the terminal.
+Data goes to stdout (the path, or one JSON object), everything for people to stderr. The main CLI
+registers it with `app.command("download")(download)` and turns SdcliError into `error:`/`hint:` and an
+exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from sdcli import hub
+from sdcli.errors import UsageError
+
+_NAMED_FILES_CONFLICTS = ("--variant", "--all", "--config-only", "--include", "--exclude")
+
+
+def download(
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="Hub model id, owner/name (a Hub URL works too).")
+    ],
+    files: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="FILE",
+            help="Fetch exactly these files of the repo instead (a single-file checkpoint, a LoRA).",
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option("--revision", metavar="REV", help="Branch, tag or commit; default main.")
+    ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            "--variant", metavar="NAME", help="Weight variant, e.g. fp16: x.fp16.safetensors where it exists."
+        ),
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", metavar="GLOB", help="Also fetch files matching this glob (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", metavar="GLOB", help="Skip files matching this glob (repeatable)."),
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Fetch every file, not only what generation needs.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List files and sizes; fetch nothing.")] = False,
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to", metavar="DIR", help="Put the files in this plain folder instead of the HF cache."
+        ),
+    ] = None,
+    config_only: Annotated[
+        bool, typer.Option("--config-only", help="Only configs and tokenizer files, no weights.")
+    ] = False,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout, not the path.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors.")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="Use the local cache only; no network.")] = False,
+) -> None:
+    """Download a model from the Hugging Face Hub: only the files generation needs, unless told otherwise."""
+    named = list(files or [])
+    _check_options(
+        named, variant=variant, all_=all_, config_only=config_only, include=include, exclude=exclude
+    )
+    if offline:
+        hub.set_offline(True)
+    repo_id = _repo_id(model)
+    if named:
+        plan = hub.plan_files(repo_id, named, revision=revision)
+    else:
+        plan = hub.plan_download(
+            repo_id,
+            revision=revision,
+            variant=variant,
+            include=include or [],
+            exclude=exclude or [],
+            everything=all_,
+            config_only=config_only,
+        )
+    err = Console(stderr=True, highlight=False, soft_wrap=True, quiet=quiet)
+    if not plan.pipeline and not named:
+        err.print(f"note: {repo_id} has no model_index.json; taking its top-level safetensors and configs")
+    if plan.missing_weights:
+        err.print(
+            f"warning: no safetensors weights selected for {', '.join(plan.missing_weights)}; "
+            "sdcli loads only safetensors (see the repo's files with --all --dry-run)"
+        )
+    if dry_run:
+        _print_plan(plan, json_)
+        return
+    result = _fetch(plan, to, err, show_bar=err.is_terminal and not json_)
+    if json_:
+        _emit_json(result.to_json())
+    elif named:
+        for name in named:
+            _emit(str(result.path / name))
+    else:
+        _emit(str(result.path))
+
+
+def _check_options(
+    named: list[str],
+    *,
+    variant: str | None,
+    all_: bool,
+    config_only: bool,
+    include: list[str] | None,
+    exclude: list[str] | None,
+) -> None:
+    if named and (variant or all_ or config_only or include or exclude):
+        raise UsageError(
+            "FILE arguments name exact files: they do not combine with " + ", ".join(_NAMED_FILES_CONFLICTS),
+            hint="drop the FILE arguments to select files by rules, or drop the selection options",
+        )
+    if all_ and config_only:
+        raise UsageError("--all and --config-only contradict each other")
+    if variant is not None and not variant.replace("_", "").replace("-", "").isalnum():
+        raise UsageError(
+            f"--variant {variant!r} is not a variant name", hint="variants look like fp16 or bf16"
+        )
+
+
+def _repo_id(model: str) -> str:
+    """`owner/name`, also from a pasted model page URL (https://huggingface.co/owner/name/tree/main)."""
+    for prefix in (hub.hub_endpoint() + "/", "https://huggingface.co/", "https://hf.co/"):
+        if model.startswith(prefix):
+            parts = model[len(prefix) :].split("/")
+            return "/".join(parts[:2])
+    return model.rstrip("/")
+
+
+def _fetch(plan: hub.DownloadPlan, to: Path | None, err: Console, *, show_bar: bool) -> hub.DownloadResult:
+    summary = f"{plan.repo_id} ({len(plan.files)} files, {human_size(plan.total_bytes)})"
+    if plan.cached:
+        err.print(f"{summary} is in the local cache")
+        return hub.download(plan, to=to)
+    if not show_bar:  # a log, a pipe, CI: two plain lines instead of a redrawn bar
+        err.print(f"downloading {summary} at {plan.commit[:12]}")
+        started = time.monotonic()
+        result = hub.download(plan, to=to)
+        err.print(f"done in {time.monotonic() - started:.1f}s")
+        return result
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(plan.repo_id, total=plan.total_bytes)
+        result = hub.download(plan, to=to, progress=lambda done, _total: bar.update(task, completed=done))
+        # Files already cached are skipped without progress reports: show the bar full at the end.
+        bar.update(task, completed=plan.total_bytes)
+    return result
+
+
+def _print_plan(plan: hub.DownloadPlan, json_: bool) -> None:
+    if json_:
+        _emit_json(plan.to_json() | {"path": None, "dry_run": True})
+        return
+    for path, size in plan.files:
+        _emit(f"{human_size(size):>10}  {path}")
+    _emit(f"{human_size(plan.total_bytes):>10}  total, {len(plan.files)} files at {plan.commit[:12]}")
+
+
+def human_size(n: int) -> str:
+    units = ("B", "kB", "MB", "GB", "TB")
+    size, i = float(n), 0
+    while size >= 1000 and i < len(units) - 1:
+        size, i = size / 1000, i + 1
+    return f"{n} B" if i == 0 else f"{size:.1f} {units[i]}"
+
+
+def _emit(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _emit_json(obj: dict[str, Any]) -> None:
+    _emit(json.dumps(obj, ensure_ascii=False))
