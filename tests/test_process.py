@@ -34,6 +34,7 @@ def run_probe(*args: str) -> tuple[int, str, str]:
     [
         ("--help",),
         ("generate", "--help"),
+        ("download", "--help"),
         ("generate", "a cat", "--width", "33"),
         ("generate", "a cat", "--steps", "zero"),
         ("generate", "a cat", "--device", "tpu"),
