@@ -36,7 +36,7 @@ def _vae_decode(vae: Any, latents: Any) -> Any:
     import torch
 
     dtype = next(vae.parameters()).dtype
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: the safety checker edits the tensor in place
         return vae.decode(_unscale(vae, latents.to(dtype)), return_dict=False)[0]
 
 
