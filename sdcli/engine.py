@@ -184,7 +184,7 @@ def generate(
         for offset, (seed, pixels, flagged) in enumerate(
             zip(chunk, decoded.pixels, decoded.flagged, strict=True)
         ):
-            index = start + offset
+            index = request.first_index + start + offset
             yield GeneratedImage(
                 image=to_pil(pixels),
                 seed=seed,

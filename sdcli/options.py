@@ -173,3 +173,12 @@ Rng = Annotated[
     str,
     typer.Option(help="cpu (a seed gives the same image on any device) or device (the device's generator)."),
 ]
+PromptsFile = Annotated[
+    str | None,
+    typer.Option(
+        "--prompts-file",
+        help="One prompt per line (# comments), or JSON Lines with per-line options; - reads stdin.",
+    ),
+]
+Grid = Annotated[bool, typer.Option("--grid", help="Also write a contact sheet of the run's images.")]
+GridRows = Annotated[int | None, typer.Option(help="Rows of the --grid sheet (default: near-square).")]

@@ -16,7 +16,7 @@ from sdcli.errors import OutputError, UsageError
 
 DEFAULT_FOLDER = Path("outputs")
 DEFAULT_NAME = "{date}-{time}-{seed}-{prompt}.png"
-TEMPLATE_KEYS = {"seed", "index", "prompt", "date", "time", "model", "input"}
+TEMPLATE_KEYS = {"seed", "index", "prompt", "date", "time", "model", "input", "line"}
 MAX_NAME_BYTES = 255
 SLUG_BYTES = 60
 # Names Windows refuses whatever the extension.
@@ -99,6 +99,7 @@ def render(
     prompt: str,
     model: str,
     input_name: str = "",
+    line: int = 0,
 ) -> Path:
     values = {
         "seed": seed,
@@ -108,6 +109,7 @@ def render(
         "time": started.strftime("%H%M%S"),
         "model": safe_name(model.rsplit("/", 1)[-1]),
         "input": safe_name(input_name),
+        "line": line,
     }
     name = plan.template.format(**values)
     stem, suffix = os.path.splitext(name)

@@ -91,6 +91,7 @@ class GenerationRequest:
     count: int = 1
     batch_size: int = 1
     strength: float | None = None  # img2img / inpaint only
+    first_index: int = 0  # index of this request's first image within its run (one image per process share)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validated(self) -> GenerationRequest:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from sdcli.console import Output
-from sdcli.errors import CheckFailed, UsageError
+from sdcli.errors import CheckFailed, ExitCode, SdcliError, UsageError
 from sdcli.requests import GenerationRequest, MemoryOptions, ModelRequest
+
+if TYPE_CHECKING:
+    from sdcli.distributed import Processes
+    from sdcli.jobs import Job, Written
+    from sdcli.outputs import OutputPlan
 
 
 def read_prompt(prompt: str | None) -> str:
@@ -73,9 +79,10 @@ def model_request(values: dict[str, Any], scheduler_state: Any = None) -> ModelR
     ).validated()
 
 
-def generation_request(values: dict[str, Any]) -> GenerationRequest:
+def generation_request(values: dict[str, Any], *, read: bool = True) -> GenerationRequest:
+    """With `read=False` the prompt is a placeholder (a prompts file supplies one per line)."""
     return GenerationRequest(
-        prompt=read_prompt(values["prompt"]),
+        prompt=read_prompt(values["prompt"]) if read else values["prompt"],
         negative=values["negative"],
         steps=values["steps"],
         guidance=values["guidance"],
@@ -88,31 +95,109 @@ def generation_request(values: dict[str, Any]) -> GenerationRequest:
     ).validated()
 
 
-def write_images(out: Output, images: Any, total: int, progress: Any) -> tuple[int, int]:
-    """Report each image as it is written; returns (written, skipped)."""
-    written = skipped = 0
-    task = progress.task("images", total=total)
-    for result in images:
-        for note in result.notes:
-            out.warn(note)
-        progress.update(task, advance=1)
-        if result.path is None:
-            skipped += 1
-            out.warn(
-                f"image {result.index} (seed {result.seed}) was blanked by the safety checker; not written"
-            )
-        else:
-            written += 1
-            out.data({"type": "image", **result.as_json()}) if out.json else out.result(str(result.path))
-    return written, skipped
+@dataclass
+class Tally:
+    written: list[Path] = field(default_factory=list)
+    skipped: int = 0
 
 
-def finish(out: Output, written: int, skipped: int, began: float) -> None:
+def execute(
+    out: Output,
+    model_request: ModelRequest,
+    jobs: list[Job],
+    plan: OutputPlan,
+    *,
+    processes: Processes,
+    with_metadata: bool = True,
+    keep_filtered: bool = False,
+    grid: bool = False,
+    grid_rows: int | None = None,
+) -> None:
+    """Load the model once, write each job's images as they come, then report; Ctrl-C or SIGTERM stops
+    between images, keeps what was written, and still prints the summary."""
+    from sdcli import jobs as jobs_module
+    from sdcli import pipelines, signals
+
+    signals.terminate_like_interrupt()
+    began = time.perf_counter()
+    tally = Tally()
+    total = sum(job.request.count for job in jobs)
+    try:
+        with out.progress() as progress:
+            loading = progress.task(f"loading {model_request.model}")
+            loaded = pipelines.load_model(model_request)
+            progress.done(loading)
+            for note in loaded.notes:
+                out.warn(note)
+            images_bar = progress.task("images", total=total)
+            steps_bar = progress.task("denoising", total=jobs[0].request.steps if jobs else None)
+            for result in jobs_module.run(
+                loaded,
+                jobs,
+                plan,
+                with_metadata=with_metadata,
+                keep_filtered=keep_filtered,
+                on_step=lambda done, of: progress.update(steps_bar, completed=done, total=of),
+            ):
+                report(out, result, tally)
+                progress.update(images_bar, advance=1)
+    except (KeyboardInterrupt, SdcliError) as exc:
+        if isinstance(exc, KeyboardInterrupt) or exc.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+            summarize(out, tally, total, began, processes, interrupted=True)
+        raise
+    if grid and tally.written and processes.is_main:
+        write_grid(out, tally.written, plan, grid_rows)
+    summarize(out, tally, total, began, processes)
+
+
+def report(out: Output, result: Written, tally: Tally) -> None:
+    for note in result.notes:
+        out.warn(note)
+    if result.path is None:
+        tally.skipped += 1
+        out.warn(f"image {result.index} (seed {result.seed}) was blanked by the safety checker; not written")
+        return
+    tally.written.append(result.path)
+    if out.json:
+        out.data({"type": "image", **result.as_json()})
+    else:
+        out.result(str(result.path))
+
+
+def write_grid(out: Output, paths: list[Path], plan: OutputPlan, rows: int | None) -> None:
+    from sdcli import grid, metadata, outputs
+
+    record = metadata.read_metadata(paths[0]).record or {}
+    sheet = grid.contact_sheet(paths, rows)
+    n_rows, n_cols = grid.shape(len(paths), rows)
+    record = {**record, "grid": {"rows": n_rows, "columns": n_cols, "images": [p.name for p in paths]}}
+    info = metadata.png_info(record) if record.get("prompt") else None
+    path = outputs.write_png(sheet, paths[0].parent / f"grid-{paths[0].stem}.png", info, unique=True)
+    if out.json:
+        out.data({"type": "grid", "path": str(path), "rows": n_rows, "columns": n_cols})
+    else:
+        out.info(f"grid: {path}")
+
+
+def summarize(
+    out: Output, tally: Tally, total: int, began: float, processes: Processes, *, interrupted: bool = False
+) -> None:
+    from sdcli import distributed
+
+    written, skipped, interrupted_count = distributed.total(
+        processes, [len(tally.written), tally.skipped, int(interrupted)]
+    )
+    if not processes.is_main:
+        return
     seconds = time.perf_counter() - began
     if out.json:
-        out.data({"type": "summary", "images": written, "failures": skipped, "seconds": round(seconds, 3)})
-    out.info(f"{written} image(s) written in {seconds:.1f}s")
-    if skipped:
+        summary = {"type": "summary", "images": written, "failures": skipped, "seconds": round(seconds, 3)}
+        out.data({**summary, "interrupted": bool(interrupted_count), "planned": total * processes.count})
+    if interrupted_count:
+        out.warn(f"stopped after {written} image(s); every written image is complete")
+    else:
+        out.info(f"{written} image(s) written in {seconds:.1f}s")
+    if skipped and not interrupted_count:
         raise CheckFailed(
             f"{skipped} image(s) were blanked by the safety checker and not written",
             hint="--keep-filtered writes them marked -nsfw; --no-safety-checker turns the checker off",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
@@ -11,6 +11,7 @@ import typer
 from sdcli import options as opt
 from sdcli.commands import common
 from sdcli.console import Output
+from sdcli.errors import UsageError
 from sdcli.requests import DEFAULT_MODEL
 
 
@@ -45,6 +46,9 @@ def generate(
     oom_retry: opt.OomRetry = False,
     no_safety_checker: opt.NoSafetyChecker = False,
     keep_filtered: opt.KeepFiltered = False,
+    prompts_file: opt.PromptsFile = None,
+    grid: opt.Grid = False,
+    grid_rows: opt.GridRows = None,
     output: opt.Output = None,
     overwrite: opt.Overwrite = False,
     no_metadata: opt.NoMetadata = False,
@@ -53,7 +57,7 @@ def generate(
     offline: opt.Offline = False,
     debug: opt.Debug = False,
 ) -> None:
-    """Make images from a text prompt."""
+    """Make images from a text prompt, or from each line of a prompts file."""
     values = dict(ctx.params)  # every parameter by name: --from merges stored values into these
     out = Output(quiet=quiet, json=json_, debug=debug)
     ctx.meta["sdcli.debug"] = debug or ctx.meta.get("sdcli.debug", False)
@@ -61,32 +65,40 @@ def generate(
     common.existing_file(from_)
     values, scheduler_state = common.apply_from_image(ctx, values)
     model_request = common.model_request(values, scheduler_state)
-    request = common.generation_request(values)
 
-    from sdcli import hub, jobs, outputs, pipelines
+    from sdcli import distributed, hub, jobs, outputs, pipelines, prompt_files
 
-    plan = outputs.plan(output, count=request.count, overwrite=overwrite)
-    paths = jobs.planned_paths(plan, request, pipelines.display_name(model_request.model), datetime.now())
-    outputs.check_free(paths, plan)
+    if prompts_file is not None:
+        if prompt is not None:
+            raise UsageError("give a PROMPT or --prompts-file, not both")
+        defaults = common.generation_request({**values, "prompt": ""}, read=False)
+        lines = prompt_files.parse(prompt_files.read_text(prompts_file), defaults)
+    else:
+        lines = [prompt_files.PromptLine(0, common.generation_request(values))]
+    processes = distributed.current()
+    if processes.device and model_request.device == "auto":
+        model_request = replace(model_request, device=processes.device)
+    total = sum(line.request.count for line in lines)
+    plan = outputs.plan(output, count=total, overwrite=overwrite)
+    name, started = pipelines.display_name(model_request.model), datetime.now()
+    work = [
+        jobs.Job(
+            line.request, jobs.planned_paths(plan, line.request, name, started, line=line.line), line.line
+        )
+        for line in distributed.spread(lines, processes)
+    ]
+    outputs.check_free([path for job in work for path in job.paths], plan)
     if offline:
         hub.set_offline()
-    # 2. Load the model once, then 3. generate and write each image as soon as it is decoded.
-    began = time.perf_counter()
-    with out.progress() as progress:
-        loading = progress.task(f"loading {model_request.model}")
-        loaded = pipelines.load_model(model_request)
-        progress.done(loading)
-        for note in loaded.notes:
-            out.warn(note)
-        steps_bar = progress.task("denoising", total=request.steps)
-        images = jobs.generate_and_save(
-            loaded,
-            request,
-            plan,
-            paths,
-            with_metadata=not no_metadata,
-            keep_filtered=keep_filtered,
-            on_step=lambda done, total: progress.update(steps_bar, completed=done, total=total),
-        )
-        written, skipped = common.write_images(out, images, request.count, progress)
-    common.finish(out, written, skipped, began)
+    # 2. Load the model once; 3. write each image as soon as it is decoded.
+    common.execute(
+        out,
+        model_request,
+        work,
+        plan,
+        processes=processes,
+        with_metadata=not no_metadata,
+        keep_filtered=keep_filtered,
+        grid=grid,
+        grid_rows=grid_rows,
+    )

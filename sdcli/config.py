@@ -1,0 +1,78 @@
+"""Defaults from a TOML config file: `$SDCLI_CONFIG`, else `config.toml` in the platform's config folder.
+
+Keys at the top level apply to every command that has that option; a `[generate]` (or other command) table
+applies to that command alone. They become Click's `default_map`, so `SDCLI_*` variables override the file
+and command-line flags override both.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from sdcli.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def config_path() -> Path:
+    explicit = os.environ.get("SDCLI_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    import typer
+
+    return Path(typer.get_app_dir("sdcli")) / "config.toml"
+
+
+def load(path: Path | None = None) -> dict[str, Any]:
+    path = path or config_path()
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        if os.environ.get("SDCLI_CONFIG"):
+            raise UsageError(f"SDCLI_CONFIG points at {path}, which does not exist") from None
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"config file {path}: {exc}") from exc
+
+
+def option_name(key: str) -> str:
+    """Config keys may be written like the flags (`batch-size`) or like Python (`batch_size`)."""
+    return key.replace("-", "_")
+
+
+def default_map(config: dict[str, Any], commands: dict[str, set[str]]) -> dict[str, dict[str, Any]]:
+    """Click default_map for each command from the config; unknown keys are a usage error naming them."""
+    shared = {option_name(k): v for k, v in config.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in config.items() if isinstance(v, dict)}
+    known = set().union(*commands.values()) if commands else set()
+    unknown = [k for k in shared if k not in known] + [t for t in tables if t not in commands]
+    for name, table in tables.items():
+        unknown += [f"{name}.{k}" for k in table if name in commands and option_name(k) not in commands[name]]
+    if unknown:
+        raise UsageError(f"config file {config_path()}: unknown key(s) {', '.join(sorted(unknown))}")
+    return {
+        command: {
+            **{k: v for k, v in shared.items() if k in params},
+            **{option_name(k): v for k, v in tables.get(command, {}).items()},
+        }
+        for command, params in commands.items()
+    }
+
+
+def sources(command: str, params: set[str], config: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """Where each configured default of `command` comes from: the config file or an SDCLI_* variable."""
+    found: dict[str, tuple[Any, str]] = {}
+    for key, value in default_map(config, {command: params}).get(command, {}).items():
+        found[key] = (value, str(config_path()))
+    for key in params:
+        env = f"SDCLI_{key.upper()}"
+        if env in os.environ:
+            found[key] = (os.environ[env], env)
+    return found

@@ -1,0 +1,56 @@
+"""Sharing a run across processes started by `accelerate launch` (or torchrun): each process takes every
+n-th piece of work, on its own device, and the summary is counted once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from sdcli.prompt_files import PromptLine
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Processes:
+    index: int = 0
+    count: int = 1
+    device: str | None = None  # the device accelerate assigned to this process
+
+    @property
+    def is_main(self) -> bool:
+        return self.index == 0
+
+
+def current() -> Processes:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Processes()
+    from accelerate import PartialState
+
+    state = PartialState()
+    return Processes(state.process_index, state.num_processes, str(state.device))
+
+
+def spread(lines: list[PromptLine], processes: Processes) -> list[PromptLine]:
+    """This process's share. A single prompt is split image by image; a prompt file line by line. Seeds
+    and indices stay what a single process would give."""
+    if processes.count == 1:
+        return lines
+    if len(lines) == 1 and lines[0].request.count > 1:
+        line = lines[0]
+        lines = [
+            PromptLine(line.line, replace(line.request, seed=seed, count=1, first_index=i))
+            for i, seed in enumerate(line.request.seeds)
+        ]
+    return lines[processes.index :: processes.count]
+
+
+def total(processes: Processes, counts: list[int]) -> list[int]:
+    """Element-wise sum of every process's counts (the same list comes back to each)."""
+    if processes.count == 1:
+        return counts
+    from accelerate.utils import gather_object
+
+    gathered: list[Any] = gather_object([counts])
+    return [sum(column) for column in zip(*gathered, strict=True)]
