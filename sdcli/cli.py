@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 
 from sdcli import __version__
 from sdcli.commands.generate import generate
+from sdcli.commands.info import info
 from sdcli.console import Output
 from sdcli.errors import ExitCode, SdcliError
 
@@ -92,6 +93,7 @@ def root(
 
 
 app.command("generate")(generate)
+app.command("info")(info)
 
 
 def main() -> None:
