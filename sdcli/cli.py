@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 from sdcli import __version__
 from sdcli.commands.download import download
 from sdcli.commands.generate import generate
+from sdcli.commands.info import info
 from sdcli.console import Output
 from sdcli.errors import ExitCode, SdcliError
 
@@ -94,6 +95,7 @@ def root(
 
 app.command("generate")(generate)
 app.command("download")(download)
+app.command("info")(info)
 
 
 def main() -> None:

@@ -39,6 +39,8 @@ def run_probe(*args: str) -> tuple[int, str, str]:
         ("generate", "a cat", "--steps", "zero"),
         ("generate", "a cat", "--device", "tpu"),
         ("generate", "a cat", "--no-such-option"),
+        ("info", "--help"),
+        ("info", "--check", "--device", "tpu"),
     ],
 )
 def test_help_and_usage_errors_never_import_torch(args: tuple[str, ...]) -> None:

@@ -1,0 +1,141 @@
+"""The human view of `sdcli info`: rich tables built from the environment and check reports.
+
+Only layout lives here; what is reported is decided in `sdcli.environment` and `sdcli.check`, whose
+`as_json` is the machine view. rich drops colour by itself for NO_COLOR, TERM=dumb and pipes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from sdcli.check import CheckReport
+from sdcli.environment import EXTRAS, Environment
+
+
+def show(renderables: Iterable[RenderableType]) -> None:
+    """On stdout: for people, these tables are the command's result, not commentary."""
+    console = Console(highlight=False)
+    for renderable in renderables:
+        console.print(renderable)
+        console.print()
+
+
+def human_bytes(count: int | None) -> str:
+    if count is None:
+        return "?"
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def versions(env: Environment) -> Table:
+    table = _table(f"sdcli {env.sdcli}", "package", "version")
+    table.add_row("python", f"{env.python} on {env.platform}")
+    build = env.torch
+    for name, version in env.packages.items():
+        if version is None:
+            if name in EXTRAS:
+                table.add_row(Text(name, style="dim"), Text("not installed (optional)", style="dim"))
+            else:
+                table.add_row(name, Text("NOT INSTALLED", style="bold red"))
+            continue
+        if name == "torch":
+            parts = [
+                f"CUDA {build.cuda}" if build.cuda else None,
+                f"cuDNN {build.cudnn}" if build.cudnn else None,
+            ]
+            parts.append(f"ROCm {build.rocm}" if build.rocm else None)
+            gpu_build = ", ".join(p for p in parts if p) or "CPU-only build"
+            version = f"{build.version} ({gpu_build})"
+        table.add_row(name, version)
+    return table
+
+
+def devices(env: Environment) -> RenderableType:
+    found = env.devices
+    table = _table("Devices", "device", "name", "compute", "memory free / total", "bf16")
+    for gpu in found.gpus:
+        memory = f"{human_bytes(gpu.free_bytes)} / {human_bytes(gpu.total_bytes)}"
+        table.add_row(f"cuda:{gpu.index}", gpu.name, gpu.capability, memory, "yes" if gpu.bf16 else "no")
+    if not found.gpus:
+        table.add_row(Text("cuda", style="dim"), Text("none visible", style="dim"), "", "", "")
+    mps = ("mps", "Apple Metal", "", "", "") if found.mps else ("mps", Text("not available", style="dim"))
+    table.add_row(*mps)
+    cores = f" of {found.cpu_count} cores" if found.cpu_count else ""
+    table.add_row("cpu", f"{found.cpu_threads} threads{cores}", "", "", "")
+    choice = env.choice
+    options = f"--device {choice.device_option} --dtype {choice.dtype_option}"
+    if choice.error:
+        line = Text.assemble((f"{options}: ", "bold"), (choice.error, "red"))
+    else:
+        line = Text.assemble(
+            (f"{options} -> {choice.device}, {choice.dtype}", "bold"), f"  ({choice.reason})"
+        )
+    return Group(table, line)
+
+
+def models(env: Environment) -> RenderableType:
+    cache = env.cache
+    state = "" if cache.exists else " (does not exist yet)"
+    offline = ", offline" if cache.offline else ""
+    title = Text.assemble(("Hugging Face cache: ", "bold"), f"{cache.path}{state}{offline}")
+    parts: list[RenderableType] = [title]
+    if cache.pipelines:
+        table = _table("", "repo", "pipeline", "revisions", "size")
+        for p in cache.pipelines:
+            revisions = ", ".join(
+                f"{r.commit[:10]} ({', '.join(r.refs)})" if r.refs else r.commit[:10] for r in p.revisions
+            )
+            table.add_row(p.repo_id, p.pipeline or "?", revisions, human_bytes(p.size_bytes))
+        parts.append(table)
+    elif cache.exists:
+        parts.append(Text("no diffusers pipelines cached", style="dim"))
+    parts += [Text(f"warning: {w}", style="yellow") for w in cache.warnings]
+    return Group(*parts)
+
+
+def settings(env: Environment) -> RenderableType:
+    if not env.settings:
+        return Text("no SDCLI_* settings in the environment", style="dim")
+    table = _table("Settings", "variable", "value")
+    for name, value in env.settings.items():
+        table.add_row(name, value)
+    return table
+
+
+def environment(env: Environment) -> list[RenderableType]:
+    return [versions(env), devices(env), models(env), settings(env)]
+
+
+def check(report: CheckReport) -> RenderableType:
+    size = f", {report.width}x{report.height}" if report.width else ""
+    what = f"{report.model} ({report.pipeline})" if report.pipeline else report.model
+    verdict = ("passed", "bold green") if report.ok else ("FAILED", "bold red")
+    # A line of its own: as a table title it would wrap to the narrow table's width.
+    title = Text.assemble(
+        ("check ", "bold"),
+        verdict,
+        f": {what} on {report.device}, {report.dtype}{size}, {report.steps} steps",
+    )
+    table = Table(header_style="bold", show_footer=True)
+    table.add_column("stage", footer="total")
+    table.add_column("seconds", justify="right", footer=f"{report.total_seconds:.3f}")
+    table.add_column("", footer="")
+    for stage in report.stages:
+        status = "ok" if stage.ok else Text("failed", style="bold red")
+        table.add_row(stage.name, f"{stage.seconds:.3f}", status)
+    return Group(title, table)
