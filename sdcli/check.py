@@ -109,7 +109,7 @@ def _import(run: _Run) -> None:
     from sdcli import pipelines
 
     # First, so the libraries' import-time warnings (meant for notebooks) stay off the report.
-    pipelines._quiet_libraries()
+    pipelines.quiet_libraries()
     parts = _TINY_PARTS if run.model is None else {"diffusers": (), "transformers": ()}
     for module, names in parts.items():
         imported = importlib.import_module(module)

@@ -6,6 +6,7 @@ this module owns only the app and the error boundary.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Annotated, Any
@@ -33,6 +34,10 @@ class SdcliGroup(TyperGroup):
         except KeyboardInterrupt as exc:
             report(ctx, "interrupted", None, exc)
             ctx.exit(int(ExitCode.INTERRUPTED))
+        except BrokenPipeError:
+            # The reader went away (`sdcli ... | head`): stop quietly, as a process killed by SIGPIPE would.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(128 + 13)
         except (typer.Exit, typer.Abort, typer.TyperException):  # Typer's own usage errors and exits
             raise
         except Exception as exc:
@@ -91,11 +96,23 @@ def root(
     ] = False,
 ) -> None:
     ctx.meta["sdcli.debug"] = debug
+    from sdcli import config
+
+    # Config-file defaults become Click's default_map: SDCLI_* variables and flags still win over them.
+    loaded = config.load()
+    if loaded:
+        ctx.default_map = config.default_map(loaded, command_options(ctx))
 
 
 app.command("generate")(generate)
 app.command("download")(download)
 app.command("info")(info)
+
+
+def command_options(ctx: typer.Context) -> dict[str, dict[str, Any]]:
+    """Each command's options by name, with the environment variable each reads (or None)."""
+    commands = getattr(ctx.find_root().command, "commands", {})
+    return {name: {p.name: p.envvar for p in cmd.params if p.name} for name, cmd in commands.items()}
 
 
 def main() -> None:

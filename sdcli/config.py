@@ -47,11 +47,12 @@ def option_name(key: str) -> str:
     return key.replace("-", "_")
 
 
-def default_map(config: dict[str, Any], commands: dict[str, set[str]]) -> dict[str, dict[str, Any]]:
-    """Click default_map for each command from the config; unknown keys are a usage error naming them."""
+def default_map(config: dict[str, Any], commands: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Click default_map for each command (`commands` maps each command to its options) from the config;
+    unknown keys are a usage error naming them."""
     shared = {option_name(k): v for k, v in config.items() if not isinstance(v, dict)}
     tables = {k: v for k, v in config.items() if isinstance(v, dict)}
-    known = set().union(*commands.values()) if commands else set()
+    known = {name for options in commands.values() for name in options}
     unknown = [k for k in shared if k not in known] + [t for t in tables if t not in commands]
     for name, table in tables.items():
         unknown += [f"{name}.{k}" for k in table if name in commands and option_name(k) not in commands[name]]
@@ -59,20 +60,24 @@ def default_map(config: dict[str, Any], commands: dict[str, set[str]]) -> dict[s
         raise UsageError(f"config file {config_path()}: unknown key(s) {', '.join(sorted(unknown))}")
     return {
         command: {
-            **{k: v for k, v in shared.items() if k in params},
+            **{k: v for k, v in shared.items() if k in options},
             **{option_name(k): v for k, v in tables.get(command, {}).items()},
         }
-        for command, params in commands.items()
+        for command, options in commands.items()
     }
 
 
-def sources(command: str, params: set[str], config: dict[str, Any]) -> dict[str, tuple[Any, str]]:
-    """Where each configured default of `command` comes from: the config file or an SDCLI_* variable."""
-    found: dict[str, tuple[Any, str]] = {}
-    for key, value in default_map(config, {command: params}).get(command, {}).items():
-        found[key] = (value, str(config_path()))
-    for key in params:
-        env = f"SDCLI_{key.upper()}"
-        if env in os.environ:
-            found[key] = (os.environ[env], env)
+def sources(
+    commands: dict[str, dict[str, Any]], config: dict[str, Any]
+) -> dict[str, dict[str, tuple[Any, str]]]:
+    """Per command, each configured default and where it comes from: the config file, or the option's
+    environment variable (`commands` maps each option to its envvar), which wins over the file."""
+    found = {
+        command: {key: (value, str(config_path())) for key, value in options.items()}
+        for command, options in default_map(config, commands).items()
+    }
+    for command, options in commands.items():
+        for key, envvar in options.items():
+            if isinstance(envvar, str) and envvar in os.environ:
+                found[command][key] = (os.environ[envvar], envvar)
     return found

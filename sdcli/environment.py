@@ -232,7 +232,7 @@ def devices() -> Devices:
 
     gpus = tuple(_gpu(i) for i in range(torch.cuda.device_count())) if torch.cuda.is_available() else ()
     return Devices(
-        gpus=gpus, mps=runtime._mps_available(), cpu_threads=torch.get_num_threads(), cpu_count=os.cpu_count()
+        gpus=gpus, mps=runtime.mps_available(), cpu_threads=torch.get_num_threads(), cpu_count=os.cpu_count()
     )
 
 
@@ -268,20 +268,6 @@ def choose(device: str = "auto", dtype: str = "auto", found: Devices | None = No
     return Choice(device, dtype, str(chosen), chosen_dtype, f"{why_device}; {why_dtype}")
 
 
-def hub_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The Hub cache, from the environment as it is now.
-
-    huggingface_hub reads these variables once, at import; sdcli reads them at each call so that what it
-    reports is what the shell says, the same precedence as huggingface_hub.
-    """
-    env = os.environ if environ is None else environ
-    hub_cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
-    if hub_cache:
-        return Path(os.path.expandvars(hub_cache)).expanduser()
-    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
-    return Path(os.path.expandvars(home)).expanduser() / "hub"
-
-
 def _pipeline_class(snapshot: Path) -> str | None:
     try:
         return str(json.loads((snapshot / "model_index.json").read_text(encoding="utf-8"))["_class_name"])
@@ -293,7 +279,7 @@ def cached_pipelines(cache_dir: Path | None = None) -> Cache:
     """Model repos in the Hub cache whose snapshot holds a model_index.json: the ones diffusers can load."""
     from sdcli import hub
 
-    path = hub_cache_dir() if cache_dir is None else cache_dir
+    path = hub.hub_cache_dir() if cache_dir is None else cache_dir
     if not path.is_dir():
         return Cache(path=path, exists=False, offline=hub.is_offline(), pipelines=())
     from huggingface_hub import scan_cache_dir

@@ -22,11 +22,9 @@ from typing import Any
 
 from sdcli.errors import ModelUnavailable, OutputError
 from sdcli.hub_cache import (
-    CachedModel,
     cached_commit,
     cached_listing,
     hub_cache_dir,
-    list_cached_pipelines,
     resolve_cached,
     snapshot_folder,
     write_ref,
@@ -35,7 +33,6 @@ from sdcli.hub_errors import hub_errors, not_cached
 from sdcli.selection import MODEL_INDEX, missing_weights, select_files
 
 __all__ = [
-    "CachedModel",
     "DownloadPlan",
     "DownloadResult",
     "download",
@@ -45,7 +42,6 @@ __all__ = [
     "hub_endpoint",
     "hub_errors",
     "is_offline",
-    "list_cached_pipelines",
     "plan_download",
     "plan_files",
     "resolve_cached",

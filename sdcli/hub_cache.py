@@ -11,30 +11,20 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-
-from sdcli.selection import MODEL_INDEX
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
-@dataclass(frozen=True)
-class CachedModel:
-    repo_id: str
-    revisions: tuple[str, ...]  # cached commits that hold a model_index.json, newest first
-    size_on_disk: int
-    path: Path  # snapshot of `main` when cached, else of the newest revision
-
-
-def hub_cache_dir() -> Path:
-    """The HF hub cache as huggingface_hub would compute it from the current environment."""
+def hub_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The HF hub cache as huggingface_hub would compute it from the environment as it is now (the library
+    itself reads these variables once, at import)."""
+    env = os.environ if environ is None else environ
     for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if value := os.environ.get(name):
+        if value := env.get(name):
             return Path(os.path.expandvars(value)).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface"
-    )
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
     return Path(os.path.expandvars(home)).expanduser() / "hub"
 
 
@@ -100,26 +90,3 @@ def write_ref(repo_id: str, revision: str, commit: str) -> None:
     tmp = ref.with_name(f"{ref.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(commit)
     os.replace(tmp, ref)  # atomic: a concurrent reader never sees an empty ref
-
-
-def list_cached_pipelines() -> list[CachedModel]:
-    """Diffusers pipelines (repos with a model_index.json) in the HF cache, for `sdcli info`."""
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    try:
-        info = scan_cache_dir(hub_cache_dir())
-    except (CacheNotFound, ValueError, OSError):
-        return []
-    models = []
-    for repo in info.repos:
-        if repo.repo_type != "model":
-            continue
-        revisions = [r for r in repo.revisions if (r.snapshot_path / MODEL_INDEX).is_file()]
-        if not revisions:
-            continue
-        revisions.sort(key=lambda r: r.last_modified, reverse=True)
-        main = next((r for r in revisions if "main" in r.refs), revisions[0])
-        commits = tuple(r.commit_hash for r in revisions)
-        models.append(CachedModel(repo.repo_id, commits, repo.size_on_disk, main.snapshot_path))
-    return sorted(models, key=lambda m: m.repo_id)

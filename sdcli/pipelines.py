@@ -74,7 +74,7 @@ def locate(request: ModelRequest) -> ModelSource:
     )
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """diffusers and transformers log warnings and tqdm bars meant for notebooks; sdcli shows its own."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -105,7 +105,7 @@ def load_pipeline(
 ) -> Any:
     """Load safetensors weights in `dtype`, straight onto `device` or behind offload hooks; never runs code
     from the repo."""
-    _quiet_libraries()
+    quiet_libraries()
     cls = pipeline_class(source.pipeline_class)
     kwargs: dict[str, Any] = {}
     if not safety_checker and "safety_checker" in read_model_index(source.folder):

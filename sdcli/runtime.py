@@ -15,13 +15,13 @@ def _visible_devices() -> str:
     seen = ["cpu"]
     if torch.cuda.is_available():
         seen += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
-    if _mps_available():
+    if mps_available():
         seen.append("mps")
     cuda = torch.version.cuda or "none"
     return f"torch {torch.__version__} (CUDA build: {cuda}) sees: {', '.join(seen)}"
 
 
-def _mps_available() -> bool:
+def mps_available() -> bool:
     import torch
 
     backend = getattr(torch.backends, "mps", None)
@@ -35,14 +35,14 @@ def resolve_device(spec: str) -> Any:
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        return torch.device("mps" if _mps_available() else "cpu")
+        return torch.device("mps" if mps_available() else "cpu")
     device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceUnavailable(f"--device {spec}: CUDA is not available; {_visible_devices()}")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceUnavailable(f"--device {spec}: no such GPU; {_visible_devices()}")
-    if device.type == "mps" and not _mps_available():
+    if device.type == "mps" and not mps_available():
         raise DeviceUnavailable(f"--device {spec}: MPS is not available; {_visible_devices()}")
     return device
 

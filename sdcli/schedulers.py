@@ -245,13 +245,9 @@ def describe(class_name: str, config: Mapping[str, Any]) -> tuple[str, str | Non
     return sampler.name, None
 
 
-def names() -> list[str]:
-    """One line per sampler for `sdcli info --schedulers`: name, diffusers class, schedule types."""
-    width = max(len(s.name) for s in SAMPLERS)
-    cls_width = max(len(s.cls) for s in SAMPLERS)
-    return [
-        f"{s.name:<{width}}  {s.cls:<{cls_width}}  {', '.join(s.schedules) or '-'}".rstrip() for s in SAMPLERS
-    ]
+def names() -> list[dict[str, Any]]:
+    """One entry per sampler for `sdcli info --schedulers`: name, diffusers class, schedule types."""
+    return [{"name": s.name, "class": s.cls, "schedules": list(s.schedules)} for s in SAMPLERS]
 
 
 def from_state(class_name: str, config: Mapping[str, Any]) -> Any:

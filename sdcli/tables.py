@@ -7,6 +7,7 @@ Only layout lives here; what is reported is decided in `sdcli.environment` and `
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -14,6 +15,7 @@ from rich.text import Text
 
 from sdcli.check import CheckReport
 from sdcli.environment import EXTRAS, Environment
+from sdcli.metadata import ImageMetadata
 
 
 def show(renderables: Iterable[RenderableType]) -> None:
@@ -139,3 +141,34 @@ def check(report: CheckReport) -> RenderableType:
         status = "ok" if stage.ok else Text("failed", style="bold red")
         table.add_row(stage.name, f"{stage.seconds:.3f}", status)
     return Group(title, table)
+
+
+def image_metadata(meta: ImageMetadata) -> RenderableType:
+    source = meta.source or "no generation parameters"
+    table = _table(f"{meta.file} ({meta.format}, {source})", "key", "value")
+    if meta.prompt is not None:
+        table.add_row("Prompt", meta.prompt)
+    if meta.negative:
+        table.add_row("Negative prompt", meta.negative)
+    for key, value in meta.parameters.items():
+        table.add_row(key, str(value))
+    return table
+
+
+def samplers(rows: list[dict[str, Any]]) -> RenderableType:
+    table = _table(
+        "Samplers (--scheduler) and schedules (--schedule)", "sampler", "diffusers class", "schedules"
+    )
+    for row in rows:
+        table.add_row(row["name"], row["class"], ", ".join(row["schedules"]) or "-")
+    return table
+
+
+def defaults(found: dict[str, dict[str, tuple[Any, str]]]) -> RenderableType:
+    if not any(found.values()):
+        return Text("no defaults from a config file or SDCLI_* variables", style="dim")
+    table = _table("Defaults", "command", "option", "value", "from")
+    for command, options in found.items():
+        for name, (value, source) in sorted(options.items()):
+            table.add_row(command, f"--{name.replace('_', '-')}", str(value), source)
+    return table

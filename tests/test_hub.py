@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from sdcli import hub
+from sdcli import environment, hub
 from sdcli.commands.download import _fetch
 from sdcli.commands.download import download as download_command
 from sdcli.errors import ModelUnavailable, OutputError, SdcliError
@@ -548,13 +548,13 @@ def test_progress_bar_on_a_terminal(hub_server: HubServer, served: str) -> None:
 def test_list_cached_pipelines_and_ensure_local(hub_server: HubServer, source: Path, tmp_path: Path) -> None:
     sha = hub_server.add_repo(REPO, source)
     hub_server.add_repo("acme/lora", make_plain_repo(tmp_path / "lora"))
-    assert hub.list_cached_pipelines() == []
+    assert environment.cached_pipelines().pipelines == ()
     folder, commit = hub.ensure_local(REPO)
     assert commit == sha and (folder / "model_index.json").is_file()
     hub.download(hub.plan_download("acme/lora"))
-    listed = hub.list_cached_pipelines()
+    listed = environment.cached_pipelines().pipelines
     assert [m.repo_id for m in listed] == [REPO]
-    assert listed[0].revisions == (sha,) and listed[0].path == folder and listed[0].size_on_disk > 2_000_000
+    assert [r.commit for r in listed[0].revisions] == [sha] and listed[0].size_bytes > 2_000_000
 
     hub_server.requests.clear()
     assert hub.ensure_local(REPO) == (folder, sha)  # cached: no request at all

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sdcli import check, environment
+from sdcli import check, environment, hub
 from sdcli.errors import CheckFailed
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -152,11 +152,11 @@ def test_image_arguments_and_model_without_check_are_usage_errors(cli) -> None:
 
 
 def test_cache_dir_follows_the_environment_at_call_time(tmp_path: Path) -> None:
-    assert environment.hub_cache_dir({"HF_HUB_CACHE": str(tmp_path / "c")}) == tmp_path / "c"
+    assert hub.hub_cache_dir({"HF_HUB_CACHE": str(tmp_path / "c")}) == tmp_path / "c"
     hf_home = {"HF_HOME": str(tmp_path / "h"), "XDG_CACHE_HOME": "/x"}
-    assert environment.hub_cache_dir(hf_home) == tmp_path / "h" / "hub"
-    assert environment.hub_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "huggingface" / "hub"
-    assert environment.hub_cache_dir({}) == Path.home() / ".cache" / "huggingface" / "hub"
+    assert hub.hub_cache_dir(hf_home) == tmp_path / "h" / "hub"
+    assert hub.hub_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "huggingface" / "hub"
+    assert hub.hub_cache_dir({}) == Path.home() / ".cache" / "huggingface" / "hub"
 
 
 def test_cached_pipelines_found_in_a_hub_cache(

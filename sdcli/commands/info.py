@@ -31,10 +31,16 @@ CheckModel = Annotated[
 ]
 
 
+Schedulers = Annotated[bool, typer.Option("--schedulers", help="List the sampler names --scheduler takes.")]
+
+
 def info(
     ctx: typer.Context,
-    images: Annotated[list[Path] | None, typer.Argument(help="Images to read metadata from.")] = None,
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Images to read: the prompt and parameters they carry.")
+    ] = None,
     check: Check = False,
+    schedulers: Schedulers = False,
     model: CheckModel = None,
     device: opt.Device = "auto",
     dtype: opt.Dtype = "auto",
@@ -42,11 +48,14 @@ def info(
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
-    """Show versions, devices, cached models and settings; --check proves the stack works."""
+    """Show versions, devices, cached models and defaults; --check proves the stack works; IMAGE... shows
+    what images carry."""
     out = Output(quiet=quiet, json=json_, debug=debug)
     ctx.meta["sdcli.debug"] = debug or ctx.meta.get("sdcli.debug", False)
     if images:
-        raise UsageError("reading image metadata is not available yet")
+        return show_images(out, images)
+    if schedulers:
+        return show_schedulers(out)
     if model is not None and not check:
         raise UsageError("--model is used only with --check", hint="sdcli info --check --model MODEL")
     # Bad option values fail here, before torch is imported.
@@ -56,8 +65,9 @@ def info(
     from sdcli import environment, tables
 
     env = environment.collect(device, dtype)
+    found = configured_defaults(ctx)
     if not json_:
-        tables.show(tables.environment(env))
+        tables.show([*tables.environment(env), tables.defaults(found)])
     report: checks.CheckReport | None = None
     failure: SdcliError | None = None
     if check:
@@ -75,6 +85,41 @@ def info(
     elif env.choice.error:
         failure = DeviceUnavailable(env.choice.error)
     if json_:
-        out.data({**env.as_json(), "check": report.as_json() if report else None})
+        defaults = {
+            command: {name: {"value": value, "source": source} for name, (value, source) in options.items()}
+            for command, options in found.items()
+        }
+        out.data({**env.as_json(), "defaults": defaults, "check": report.as_json() if report else None})
     if failure is not None:
         raise failure
+
+
+def show_images(out: Output, images: list[Path]) -> None:
+    from dataclasses import asdict
+
+    from sdcli import metadata, tables
+
+    for path in images:
+        meta = metadata.read_metadata(path)
+        if out.json:
+            out.data(asdict(meta))
+        else:
+            tables.show([tables.image_metadata(meta)])
+
+
+def show_schedulers(out: Output) -> None:
+    from sdcli import schedulers, tables
+
+    rows = schedulers.names()
+    if out.json:
+        out.data({"samplers": rows})
+    else:
+        tables.show([tables.samplers(rows)])
+
+
+def configured_defaults(ctx: typer.Context) -> dict[str, dict[str, tuple[object, str]]]:
+    """Each command's defaults that come from the config file or SDCLI_* variables, and from where."""
+    from sdcli import config
+    from sdcli.cli import command_options
+
+    return config.sources(command_options(ctx), config.load())
