@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -62,11 +62,14 @@ def generate_and_save(
     inputs: dict[str, Any] | None = None,
     extra_record: dict[str, Any] | None = None,
     on_step: engine.StepCallback | None = None,
+    finish: Callable[[Any], Any] | None = None,
 ) -> Iterator[Written]:
+    """`finish`, when given, turns each decoded image into the one written (inpaint pastes the kept area)."""
     for result in engine.generate(model, request, inputs=inputs, on_step=on_step):
         record = {**result.record, **(extra_record or {})}
         info = metadata.png_info(record) if with_metadata else None
+        image = finish(result.image) if finish else result.image
         path = outputs.write_png(
-            result.image, paths[result.index], info, overwrite=plan.overwrite, unique=not plan.explicit
+            image, paths[result.index], info, overwrite=plan.overwrite, unique=not plan.explicit
         )
         yield Written(path=path, seed=result.seed, index=result.index, seconds=result.seconds, record=record)

@@ -13,6 +13,10 @@ def a1111_parameters(record: dict[str, Any]) -> str:
         f"Seed: {record['seed']}, Size: {record['width']}x{record['height']}, Model: {record['model']}, "
         f"RNG: CPU, Version: sdcli {record['versions']['sdcli']}"
     )
+    if record.get("strength") is not None:  # img2img / inpaint, in A1111's words
+        params += f", Denoising strength: {record['strength']:g}"
+    if record.get("init_image"):
+        params += f", Init image hash: {record['init_image']['hash']}"
     return f"{record['prompt']}{neg}\n{params}"
 
 

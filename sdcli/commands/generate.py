@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from datetime import datetime
 from typing import Annotated
 
@@ -58,6 +57,7 @@ def generate(
         read_prompt(prompt), negative, steps, guidance, width, height, seed, count, batch_size
     ).validated()
     from sdcli import hub, jobs, outputs, pipelines
+    from sdcli.commands._common import image_run
 
     plan = outputs.plan(output, count=count, overwrite=overwrite)
     paths = jobs.planned_paths(plan, request, pipelines.display_name(model_request.model), datetime.now())
@@ -65,23 +65,8 @@ def generate(
     if offline:
         hub.set_offline()
     # 2. Load the model once, then 3. generate and write each image as soon as it is decoded.
-    began = time.perf_counter()
-    with out.progress() as progress:
-        loading = progress.task(f"loading {model_request.model}")
-        loaded = pipelines.load_model(model_request)
-        progress.done(loading)
-        images = progress.task("images", total=count)
-        steps_bar = progress.task("denoising", total=request.steps)
-
-        def on_step(done: int, total: int) -> None:
-            progress.update(steps_bar, completed=done, total=total)
-
+    with image_run(out, model_request, total=count, steps=request.steps) as run:
         for written in jobs.generate_and_save(
-            loaded, request, plan, paths, with_metadata=not no_metadata, on_step=on_step
+            run.model, request, plan, paths, with_metadata=not no_metadata, on_step=run.on_step
         ):
-            progress.update(images, advance=1)
-            if json_:
-                out.data(written.as_json())
-            else:
-                out.result(str(written.path))
-    out.info(f"{count} image(s) in {time.perf_counter() - began:.1f}s")
+            run.report(written)
