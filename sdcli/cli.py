@@ -15,6 +15,8 @@ from typer.core import TyperGroup
 
 from sdcli import __version__
 from sdcli.commands.generate import generate
+from sdcli.commands.img2img import img2img
+from sdcli.commands.inpaint import inpaint
 from sdcli.console import Output
 from sdcli.errors import ExitCode, SdcliError
 
@@ -92,6 +94,8 @@ def root(
 
 
 app.command("generate")(generate)
+app.command("img2img")(img2img)
+app.command("inpaint")(inpaint)
 
 
 def main() -> None:
