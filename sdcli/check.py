@@ -243,7 +243,7 @@ def run_check(
     request = ModelRequest(model or DEFAULT_MODEL, device=device, dtype=dtype).validated()
     # Before any stage: a device that is not there is exit 5 with what torch sees, not a failed stage.
     torch_device = runtime.resolve_device(request.device)
-    torch_dtype = runtime.resolve_dtype(request.dtype, torch_device)
+    torch_dtype, _ = runtime.resolve_dtype(request.dtype, torch_device)
     run = _Run(
         request, model=request.model if model else None, device=torch_device, dtype=torch_dtype, steps=steps
     )

@@ -17,7 +17,9 @@ from typer.core import TyperGroup
 from sdcli import __version__
 from sdcli.commands.download import download
 from sdcli.commands.generate import generate
+from sdcli.commands.img2img import img2img
 from sdcli.commands.info import info
+from sdcli.commands.inpaint import inpaint
 from sdcli.console import Output
 from sdcli.errors import ExitCode, SdcliError
 
@@ -113,6 +115,10 @@ def command_options(ctx: typer.Context) -> dict[str, dict[str, Any]]:
     """Each command's options by name, with the environment variable each reads (or None)."""
     commands = getattr(ctx.find_root().command, "commands", {})
     return {name: {p.name: p.envvar for p in cmd.params if p.name} for name, cmd in commands.items()}
+
+
+app.command("img2img")(img2img)
+app.command("inpaint")(inpaint)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -142,11 +143,13 @@ def generate(
     call = dict(
         num_inference_steps=request.steps,
         guidance_scale=request.guidance,
-        width=width,
-        height=height,
         output_type="latent",
         **(inputs or {}),
     )
+    # Image-to-image pipelines take their size from the input image and have no width/height parameters
+    # (the values would vanish into **kwargs); the caller sizes the image to the request beforehand.
+    if "width" in inspect.signature(pipe.__call__).parameters:
+        call.update(width=width, height=height)
     if request.strength is not None:
         call["strength"] = request.strength
     if on_step is not None:

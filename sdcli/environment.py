@@ -248,7 +248,7 @@ def choose(device: str = "auto", dtype: str = "auto", found: Devices | None = No
         chosen = runtime.resolve_device(device)
     except DeviceUnavailable as exc:
         return Choice(device, dtype, None, None, f"--device {device} was asked for", exc.message)
-    chosen_dtype = runtime.dtype_name(runtime.resolve_dtype(dtype, chosen))
+    chosen_dtype = runtime.dtype_name(runtime.resolve_dtype(dtype, chosen)[0])
     if device != "auto":
         why_device = f"--device {device} was asked for"
     elif chosen.type == "cuda":

@@ -182,3 +182,55 @@ PromptsFile = Annotated[
 ]
 Grid = Annotated[bool, typer.Option("--grid", help="Also write a contact sheet of the run's images.")]
 GridRows = Annotated[int | None, typer.Option(help="Rows of the --grid sheet (default: near-square).")]
+# img2img and inpaint
+InputImages = Annotated[
+    list[str],
+    typer.Argument(
+        help="Input images: files, folders (their PNG/JPEG/WebP files) or quoted globs ('photos/*.jpg').",
+        show_default=False,
+    ),
+]
+InputImage = Annotated[str, typer.Argument(help="Image to repaint (PNG, JPEG or WebP).", show_default=False)]
+Mask = Annotated[
+    str,
+    typer.Argument(
+        help="Mask: white is repainted, black kept; any size (stretched to the image).", show_default=False
+    ),
+]
+Strength = Annotated[
+    float,
+    typer.Option(
+        "--strength",
+        help="How much to change the input, 0 < s <= 1 (A1111 'Denoising strength'); "
+        "runs int(steps * strength) steps.",
+    ),
+]
+MaskBlur = Annotated[
+    int,
+    typer.Option("--mask-blur", help="Soften the mask edge: Gaussian blur radius in pixels (A1111's name)."),
+]
+InputWidth = Annotated[
+    int | None,
+    typer.Option("--width", "-W", help="Width in pixels (default: the input's, cut to a multiple of 8)."),
+]
+InputHeight = Annotated[
+    int | None,
+    typer.Option("--height", "-H", help="Height in pixels (default: the input's, cut to a multiple of 8)."),
+]
+Resize = Annotated[
+    str,
+    typer.Option(
+        help="With --width and --height: crop (cover the size, cut the overflow), fit (fit inside, pad "
+        "with white) or stretch.",
+    ),
+]
+InputOutput = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        envvar="SDCLI_OUTPUT",
+        help="Folder, or file-name template with {input} {seed} {index} {prompt} {date} {time} {model}. "
+        "Default: outputs/{date}-{time}-{input}-{seed}.png",
+    ),
+]

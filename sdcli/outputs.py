@@ -16,6 +16,8 @@ from sdcli.errors import OutputError, UsageError
 
 DEFAULT_FOLDER = Path("outputs")
 DEFAULT_NAME = "{date}-{time}-{seed}-{prompt}.png"
+# img2img and inpaint: outputs sort by time, then by the input they came from.
+INPUT_NAME = "{date}-{time}-{input}-{seed}.png"
 TEMPLATE_KEYS = {"seed", "index", "prompt", "date", "time", "model", "input", "line"}
 MAX_NAME_BYTES = 255
 SLUG_BYTES = 60
@@ -41,19 +43,29 @@ class OutputPlan:
     overwrite: bool = False
 
 
-def plan(output: str | None, *, count: int, overwrite: bool = False) -> OutputPlan:
+def plan(
+    output: str | None,
+    *,
+    count: int,
+    overwrite: bool = False,
+    default_name: str = DEFAULT_NAME,
+    per_input: bool = False,
+) -> OutputPlan:
+    """`per_input`: the run has several inputs, so a given name without {input} gets `-{input}` added."""
     if output is None:
-        return OutputPlan(DEFAULT_FOLDER, DEFAULT_NAME, explicit=False, overwrite=overwrite)
+        return OutputPlan(DEFAULT_FOLDER, default_name, explicit=False, overwrite=overwrite)
     path = Path(output).expanduser()
     is_folder = path.is_dir() or output.endswith(("/", os.sep)) or (not path.suffix and "{" not in path.name)
     if is_folder:
-        return OutputPlan(path, DEFAULT_NAME, explicit=False, overwrite=overwrite)
+        return OutputPlan(path, default_name, explicit=False, overwrite=overwrite)
     name = path.name
     if path.suffix.lower() != ".png":
         raise UsageError(f"--output {output}: only .png files are written", hint="end the name in .png")
     check_template(name)
+    if per_input and "input" not in _keys(name):
+        name = f"{Path(name).stem}-{{input}}{path.suffix}"
     if count > 1 and not {"seed", "index"} & _keys(name):
-        name = f"{path.stem}-{{index}}{path.suffix}"
+        name = f"{Path(name).stem}-{{index}}{path.suffix}"
     return OutputPlan(path.parent, name, explicit=True, overwrite=overwrite)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +169,52 @@ def load_model(request: ModelRequest) -> LoadedModel:
         choice = schedulers.resolve(request.scheduler or current, request.schedule)
         pipe.scheduler = schedulers.build(choice, pipe.scheduler.config)
     return LoadedModel(pipe, source, device, dtype, request, options, (*dtype_notes, *memory_notes))
+
+
+# Known families convert by name: importing one pipeline class is about 2 s cheaper than the AutoPipeline
+# classes, which import every family. Anything else goes through AutoPipelineFor{Image2Image,Inpainting}.
+TASK_PIPELINES = {
+    "img2img": {
+        "StableDiffusionPipeline": "StableDiffusionImg2ImgPipeline",
+        "StableDiffusionXLPipeline": "StableDiffusionXLImg2ImgPipeline",
+    },
+    "inpaint": {
+        "StableDiffusionPipeline": "StableDiffusionInpaintPipeline",
+        "StableDiffusionXLPipeline": "StableDiffusionXLInpaintPipeline",
+        "StableDiffusionImg2ImgPipeline": "StableDiffusionInpaintPipeline",
+        "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLInpaintPipeline",
+    },
+}
+
+
+def for_task(model: LoadedModel, task: str) -> LoadedModel:
+    """The same loaded weights as an image-to-image ("img2img") or inpainting ("inpaint") pipeline.
+
+    `from_pipe` reuses the components already on the device, so nothing is loaded twice; a model whose
+    own class already does the task (an inpainting checkpoint for inpaint) is returned as it is.
+    """
+    pipe = model.pipe
+    name = type(pipe).__name__
+    table = TASK_PIPELINES[task]
+    if name in table.values():
+        return model
+    unet = getattr(pipe, "unet", None)
+    if task == "img2img" and getattr(getattr(unet, "config", None), "in_channels", 4) != 4:
+        raise UsageError(
+            f"{model.source.name} is an inpainting checkpoint ({name}); it cannot do plain img2img",
+            hint="use `sdcli inpaint IMAGE MASK PROMPT`, or an ordinary model for img2img",
+        )
+    if name in table:
+        cls = pipeline_class(table[name])
+    else:
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+        cls = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForInpainting
+    try:
+        converted = cls.from_pipe(pipe)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"{model.source.name} ({name}) has no {task} pipeline in diffusers: {first_line(exc)}"
+        ) from exc
+    converted.set_progress_bar_config(disable=True)
+    return replace(model, pipe=converted)

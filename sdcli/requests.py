@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -108,6 +109,12 @@ class GenerationRequest:
             raise UsageError(f"--guidance must be 0 or more, got {self.guidance:g}")
         if self.strength is not None and not 0 < self.strength <= 1:
             raise UsageError(f"--strength must be in (0, 1], got {self.strength:g}")
+        # diffusers runs int(steps * strength) steps and fails on 0, after the model has loaded.
+        if self.strength is not None and int(self.steps * self.strength) < 1:
+            raise UsageError(
+                f"--strength {self.strength:g} of --steps {self.steps} runs no denoising step",
+                hint=f"use at least --steps {math.ceil(1 / self.strength)}, or a higher --strength",
+            )
         if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
             raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
         import secrets

@@ -17,7 +17,7 @@ from sdcli.errors import CheckFailed
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TOP_KEYS = {"sdcli", "python", "platform", "packages", "torch", "devices", "choice", "cache", "settings"}
-TOP_KEYS |= {"check"}
+TOP_KEYS |= {"check", "defaults"}
 CHECK_KEYS = {"ok", "model", "pipeline", "device", "dtype", "width", "height", "steps", "stages", "error"}
 CHECK_KEYS |= {"total_seconds", "failed_stage"}
 TINY_STAGES = ["import", "build", "to-device", "denoise+decode", "verify"]
@@ -141,9 +141,39 @@ def test_unavailable_device_still_reports_then_exits_5(cli) -> None:
     assert "error: --device cuda: CUDA is not available" in stderr
 
 
-def test_image_arguments_and_model_without_check_are_usage_errors(cli) -> None:
-    images = cli("info", "a.png")
-    assert images.exit_code == 2 and "reading image metadata is not available yet" in images.stderr
+def test_info_reads_images_and_refuses_non_images(cli, tiny_sd: Path) -> None:
+    assert (
+        cli("generate", "a red boat", "-m", tiny_sd, "--steps", "1", "--seed", "5", "-o", "b.png").exit_code
+        == 0
+    )
+    shown = cli("info", "b.png")
+    assert shown.exit_code == 0 and "a red boat" in shown.stdout and "b.png (PNG, sdcli)" in shown.stdout
+    data = json.loads(cli("info", "b.png", "--json").stdout)
+    assert (data["file"], data["source"], data["prompt"]) == ("b.png", "sdcli", "a red boat")
+    assert data["parameters"]["Seed"] == 5 and data["record"]["seed"] == 5
+    Path("plain.png").write_bytes(b"\x89PNG not really")
+    bad = cli("info", "plain.png")
+    assert bad.exit_code == 2 and "plain.png" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_info_lists_schedulers(cli) -> None:
+    listed = json.loads(cli("info", "--schedulers", "--json").stdout)["samplers"]
+    assert any(row["name"] == "DPM++ 2M" and "Karras" in row["schedules"] for row in listed)
+    assert "Euler a" in cli("info", "--schedulers").stdout
+
+
+def test_info_shows_where_defaults_come_from(cli, tmp_path: Path, monkeypatch) -> None:
+    config = tmp_path / "sdcli.toml"
+    config.write_text("steps = 12\n[generate]\nguidance = 5\n")
+    monkeypatch.setenv("SDCLI_CONFIG", str(config))
+    monkeypatch.setenv("SDCLI_DTYPE", "fp32")
+    defaults = json.loads(cli("info", "--json").stdout)["defaults"]
+    assert defaults["generate"]["steps"] == {"value": 12, "source": str(config)}
+    assert defaults["generate"]["guidance"] == {"value": 5, "source": str(config)}
+    assert defaults["generate"]["dtype"] == {"value": "fp32", "source": "SDCLI_DTYPE"}
+
+
+def test_model_without_check_is_a_usage_error(cli) -> None:
     model = cli("info", "-m", "x/y")
     assert model.exit_code == 2 and "--model is used only with --check" in model.stderr
 

@@ -41,6 +41,11 @@ def run_probe(*args: str) -> tuple[int, str, str]:
         ("generate", "a cat", "--no-such-option"),
         ("info", "--help"),
         ("info", "--check", "--device", "tpu"),
+        ("img2img", "--help"),
+        ("inpaint", "--help"),
+        ("img2img", "a cat", "photo.png", "--strength", "1.5"),
+        ("img2img", "a cat", "no/such/photo.png"),
+        ("inpaint", "photo.png", "mask.png", "a cat", "--mask-blur", "-1"),
     ],
 )
 def test_help_and_usage_errors_never_import_torch(args: tuple[str, ...]) -> None:

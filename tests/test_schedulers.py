@@ -165,9 +165,9 @@ def test_describe_unknown_class_and_defaults() -> None:
 
 
 def test_names_lists_every_sampler() -> None:
-    lines = schedulers.names()
-    assert len(lines) == len(SAMPLERS)
-    assert any(line.startswith("DPM++ 2M ") and "Karras" in line for line in lines)
+    rows = schedulers.names()
+    assert [row["name"] for row in rows] == [s.name for s in SAMPLERS]
+    assert any(row["name"] == "DPM++ 2M" and "Karras" in row["schedules"] for row in rows)
 
 
 def test_split_schedule() -> None:

@@ -98,7 +98,8 @@ def generation_request(values: dict[str, Any], *, read: bool = True) -> Generati
 @dataclass
 class Tally:
     written: list[Path] = field(default_factory=list)
-    skipped: int = 0
+    skipped: int = 0  # blanked by the safety checker
+    bad_inputs: int = 0  # input images that could not be read
 
 
 def execute(
@@ -112,20 +113,25 @@ def execute(
     keep_filtered: bool = False,
     grid: bool = False,
     grid_rows: int | None = None,
+    task: str | None = None,
+    bad_inputs: int = 0,
 ) -> None:
-    """Load the model once, write each job's images as they come, then report; Ctrl-C or SIGTERM stops
-    between images, keeps what was written, and still prints the summary."""
+    """Load the model once (as the `task` pipeline: img2img, inpaint), write each job's images as they come,
+    then report; Ctrl-C or SIGTERM stops between images, keeps what was written, and still prints the
+    summary. `bad_inputs` counts inputs already refused before loading."""
     from sdcli import jobs as jobs_module
     from sdcli import pipelines, signals
 
     signals.terminate_like_interrupt()
     began = time.perf_counter()
-    tally = Tally()
+    tally = Tally(bad_inputs=bad_inputs)
     total = sum(job.request.count for job in jobs)
     try:
         with out.progress() as progress:
             loading = progress.task(f"loading {model_request.model}")
             loaded = pipelines.load_model(model_request)
+            if task is not None:
+                loaded = pipelines.for_task(loaded, task)
             progress.done(loading)
             for note in loaded.notes:
                 out.warn(note)
@@ -153,6 +159,10 @@ def execute(
 def report(out: Output, result: Written, tally: Tally) -> None:
     for note in result.notes:
         out.warn(note)
+    if result.error is not None:
+        tally.bad_inputs += 1
+        out.error(result.error)
+        return
     if result.path is None:
         tally.skipped += 1
         out.warn(f"image {result.index} (seed {result.seed}) was blanked by the safety checker; not written")
@@ -184,20 +194,23 @@ def summarize(
 ) -> None:
     from sdcli import distributed
 
-    written, skipped, interrupted_count = distributed.total(
-        processes, [len(tally.written), tally.skipped, int(interrupted)]
+    written, skipped, bad_inputs, interrupted_count, planned = distributed.total(
+        processes, [len(tally.written), tally.skipped, tally.bad_inputs, int(interrupted), total]
     )
     if not processes.is_main:
         return
     seconds = time.perf_counter() - began
     if out.json:
-        summary = {"type": "summary", "images": written, "failures": skipped, "seconds": round(seconds, 3)}
-        out.data({**summary, "interrupted": bool(interrupted_count), "planned": total * processes.count})
+        failures = skipped + bad_inputs
+        summary = {"type": "summary", "images": written, "failures": failures, "seconds": round(seconds, 3)}
+        out.data({**summary, "planned": planned, "interrupted": bool(interrupted_count)})
     if interrupted_count:
-        out.warn(f"stopped after {written} image(s); every written image is complete")
-    else:
-        out.info(f"{written} image(s) written in {seconds:.1f}s")
-    if skipped and not interrupted_count:
+        out.warn(f"stopped after {written} of {planned} image(s); every written image is complete")
+        return
+    out.info(f"{written} image(s) written in {seconds:.1f}s")
+    if bad_inputs:
+        raise UsageError(f"{bad_inputs} input(s) could not be used (named above); the others were written")
+    if skipped:
         raise CheckFailed(
             f"{skipped} image(s) were blanked by the safety checker and not written",
             hint="--keep-filtered writes them marked -nsfw; --no-safety-checker turns the checker off",
