@@ -26,9 +26,11 @@ class Processes:
 def current() -> Processes:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Processes()
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # Without a GPU, accelerate shares work between CPU processes only when asked to (gloo backend).
+    state = PartialState(cpu=not torch.cuda.is_available())
     return Processes(state.process_index, state.num_processes, str(state.device))
 
 

@@ -51,22 +51,28 @@ def plan(
     default_name: str = DEFAULT_NAME,
     per_input: bool = False,
 ) -> OutputPlan:
-    """`per_input`: the run has several inputs, so a given name without {input} gets `-{input}` added."""
+    """A folder, or a template whose keys may also name subfolders (`out/{date}/{seed}.png`).
+    `per_input`: the run has several inputs, so a given name without {input} gets `-{input}` added."""
     if output is None:
         return OutputPlan(DEFAULT_FOLDER, default_name, explicit=False, overwrite=overwrite)
     path = Path(output).expanduser()
     is_folder = path.is_dir() or output.endswith(("/", os.sep)) or (not path.suffix and "{" not in path.name)
+    parts = path.parts
+    fixed = next((i for i, part in enumerate(parts) if "{" in part), len(parts))
+    folder, templated = Path(*parts[:fixed]) if fixed else Path("."), "/".join(parts[fixed:])
     if is_folder:
-        return OutputPlan(path, default_name, explicit=False, overwrite=overwrite)
-    name = path.name
+        subfolders = templated + "/" if templated else ""
+        check_template(subfolders)
+        return OutputPlan(folder, subfolders + default_name, explicit=False, overwrite=overwrite)
     if path.suffix.lower() != ".png":
         raise UsageError(f"--output {output}: only .png files are written", hint="end the name in .png")
-    check_template(name)
-    if per_input and "input" not in _keys(name):
-        name = f"{Path(name).stem}-{{input}}{path.suffix}"
-    if count > 1 and not {"seed", "index"} & _keys(name):
-        name = f"{Path(name).stem}-{{index}}{path.suffix}"
-    return OutputPlan(path.parent, name, explicit=True, overwrite=overwrite)
+    check_template(templated)
+    stem = templated.removesuffix(path.suffix)
+    if per_input and "input" not in _keys(templated):
+        stem += "-{input}"
+    if count > 1 and not {"seed", "index"} & _keys(templated):
+        stem += "-{index}"
+    return OutputPlan(folder, stem + path.suffix, explicit=True, overwrite=overwrite)
 
 
 def _keys(template: str) -> set[str]:
@@ -113,21 +119,31 @@ def render(
     input_name: str = "",
     line: int = 0,
 ) -> Path:
-    values = {
+    values: dict[str, Any] = {
         "seed": seed,
         "index": index,
-        "prompt": safe_name(prompt),
         "date": started.strftime("%Y%m%d"),
         "time": started.strftime("%H%M%S"),
         "model": safe_name(model.rsplit("/", 1)[-1]),
         "input": safe_name(input_name),
         "line": line,
     }
-    name = plan.template.format(**values)
+    *subfolders, name = plan.template.split("/")
+    # Each piece is cleaned after the keys are filled in, so no value can add a separator or a `..`:
+    # every file stays inside the output folder.
+    folder = plan.folder.joinpath(
+        *(safe_name(part.format(prompt=safe_name(prompt), **values), MAX_NAME_BYTES) for part in subfolders)
+    )
     stem, suffix = os.path.splitext(name)
-    # Template text itself may hold separators; a name stays inside the output folder.
-    stem = "-".join(safe_name(part, MAX_NAME_BYTES) for part in re.split(r"[/\\]", stem) if part)
-    return plan.folder / (_cut_bytes(stem, MAX_NAME_BYTES - len(suffix.encode())) + suffix)
+    budget = MAX_NAME_BYTES - len(suffix.encode())
+    # Over 255 bytes, the prompt gives way first, so the seed and index that keep names apart survive.
+    slug_bytes = SLUG_BYTES
+    while True:
+        text = safe_name(stem.format(prompt=safe_name(prompt, slug_bytes), **values), MAX_NAME_BYTES * 4)
+        overflow = len(text.encode()) - budget
+        if overflow <= 0 or "{prompt}" not in stem or slug_bytes == 0:
+            return folder / (_cut_bytes(text, budget) + suffix)
+        slug_bytes = max(0, slug_bytes - -(-overflow // stem.count("{prompt}")))
 
 
 def check_free(paths: list[Path], plan: OutputPlan) -> None:
