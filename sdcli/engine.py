@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdcli import decoding, schedulers
+from sdcli import decoding, prompts, schedulers
 from sdcli.errors import OutOfMemory
 from sdcli.pipelines import LoadedModel
 from sdcli.requests import GenerationRequest
@@ -77,6 +77,12 @@ def base_record(model: LoadedModel, request: GenerationRequest, width: int, heig
         "rng": model.request.rng,
         "memory": model.memory.as_record(),
         "safety_checker": getattr(model.pipe, "safety_checker", None) is not None,
+        "config": model.source.config,
+        "clip_skip": request.clip_skip,
+        "weighting": request.weighting,
+        "long_prompts": request.long_prompts,
+        "loras": list(model.loras) or None,
+        "embeddings": list(model.embeddings) or None,
         "versions": versions(),
     }
 
@@ -160,22 +166,29 @@ def generate(
 
         call["callback_on_step_end"] = step_end
 
+    # Encoded once for the whole run; None: the pipeline encodes the prompt strings itself.
+    conditioning = prompts.encode(
+        pipe,
+        request.prompt,
+        request.negative,
+        weighting=request.weighting,
+        clip_skip=request.clip_skip,
+        long=request.long_prompts,
+    )
     run = _Run()
     noise_device = "cpu" if model.request.rng == "cpu" else model.device
     seeds = request.seeds
     for start in range(0, len(seeds), request.batch_size):
         chunk = seeds[start : start + request.batch_size]
         began = time.perf_counter()
-        latents, notes = _denoise(
-            model,
-            {
-                **call,
-                "prompt": [request.prompt] * len(chunk),
-                "negative_prompt": [request.negative] * len(chunk),
-                "generator": generators(chunk, noise_device),
-            },
-            run,
+        texts = (
+            conditioning.batch(len(chunk))
+            if conditioning
+            else {"prompt": [request.prompt] * len(chunk), "negative_prompt": [request.negative] * len(chunk)}
         )
+        latents, notes = _denoise(model, {**call, **texts, "generator": generators(chunk, noise_device)}, run)
+        if start == 0 and conditioning:
+            notes = (*conditioning.notes, *notes)
         decoded = decoding.decode(pipe, latents, upcast=run.upcast_vae)
         if decoded.vae_upcast and not run.upcast_vae:
             run.upcast_vae = True

@@ -13,7 +13,7 @@ Model = Annotated[
         "--model",
         "-m",
         envvar="SDCLI_MODEL",
-        help="Hub repo id or local diffusers folder.",
+        help="Hub repo id, local diffusers folder, or single-file checkpoint (.safetensors).",
     ),
 ]
 Revision = Annotated[str | None, typer.Option(help="Hub branch, tag or commit.")]
@@ -232,5 +232,55 @@ InputOutput = Annotated[
         envvar="SDCLI_OUTPUT",
         help="Folder, or file-name template with {input} {seed} {index} {prompt} {date} {time} {model}. "
         "Default: outputs/{date}-{time}-{input}-{seed}.png",
+    ),
+]
+
+# Models and controls: single-file checkpoints, LoRAs, embeddings, prompt encoding.
+Config = Annotated[
+    str | None,
+    typer.Option(
+        metavar="MODEL_OR_DIR",
+        help="For a single-file checkpoint: diffusers folder or cached Hub id with its family's configs "
+        "and tokenizers. Default: the family's reference repo from the cache.",
+    ),
+]
+AllowPickle = Annotated[
+    bool,
+    typer.Option(
+        "--allow-pickle",
+        help="Read .ckpt/.pt/.bin/.pth weights (tensors only, torch.load weights_only=True).",
+    ),
+]
+Lora = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--lora",
+        metavar="PATH_OR_REPO[:SCALE]",
+        help="LoRA file or Hub repo[/file], weight after the last ':' (default 1). Repeatable.",
+    ),
+]
+Embedding = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--embedding",
+        metavar="PATH[:TOKEN]",
+        help="Textual-inversion embedding; its token defaults to the file name. Repeatable.",
+    ),
+]
+ClipSkip = Annotated[
+    int,
+    typer.Option(
+        "--clip-skip", metavar="N", help="Text-encoder layer from the end, A1111 numbering (1 = last)."
+    ),
+]
+Weighting = Annotated[
+    str,
+    typer.Option(help="Prompt attention syntax: a1111 ((word), (word:1.3), [word], BREAK) or none."),
+]
+NoLongPrompts = Annotated[
+    bool,
+    typer.Option(
+        "--no-long-prompts",
+        help="Cut prompts at 75 tokens (with a warning) instead of encoding them in 75-token chunks.",
     ),
 ]

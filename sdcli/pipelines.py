@@ -28,6 +28,8 @@ class ModelSource:
     revision: str | None = None
     commit: str | None = None
     model_hash: str | None = None
+    checkpoint: Path | None = None  # a single-file checkpoint; `folder` then holds only its family's configs
+    config: str | None = None  # the name of that config folder or Hub id, for the record
 
     @property
     def pipeline_class(self) -> str:
@@ -58,8 +60,12 @@ def locate(request: ModelRequest) -> ModelSource:
     if path.is_dir():
         read_model_index(path)
         return ModelSource(name=display_name(request.model), folder=path)
-    if path.suffix in (".safetensors", ".ckpt", ".pt", ".bin", ".pth"):
-        raise UsageError(f"{request.model}: single-file checkpoints are not supported yet")
+    from sdcli import checkpoints
+
+    if checkpoints.is_checkpoint_name(request.model):
+        return checkpoints.locate(
+            request.model, config=request.config, allow_pickle=request.allow_pickle, revision=request.revision
+        )
     looks_like_path = request.model.startswith((".", "/", "~")) or request.model.count("/") > 1
     if looks_like_path or not HUB_ID.match(request.model):
         raise ModelUnavailable(
@@ -111,13 +117,20 @@ def load_pipeline(
     if not safety_checker and "safety_checker" in read_model_index(source.folder):
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     # Loading straight onto the GPU skips a full copy of the weights through host memory.
+    # from_single_file takes no device_map.
     direct = device.type == "cuda" and device.index in (None, 0) and offload == "none"
+    direct = direct and source.checkpoint is None
     if direct:
         kwargs["device_map"] = "cuda"
     try:
-        pipe = cls.from_pretrained(
-            source.folder, dtype=dtype, use_safetensors=True, variant=variant, **kwargs
-        )
+        if source.checkpoint is not None:
+            from sdcli import checkpoints
+
+            pipe = checkpoints.load(cls, source, dtype, **kwargs)
+        else:
+            pipe = cls.from_pretrained(
+                source.folder, dtype=dtype, use_safetensors=True, variant=variant, **kwargs
+            )
     except (OSError, ValueError) as exc:
         raise ModelUnavailable(
             f"cannot load {source.name}: {first_line(exc)}",
@@ -147,11 +160,13 @@ class LoadedModel:
     request: ModelRequest
     memory: MemoryOptions  # what was actually applied on this device
     notes: tuple[str, ...] = ()  # warnings for the user: options dropped, dtype fallbacks
+    loras: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale
+    embeddings: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, token
 
 
 def load_model(request: ModelRequest) -> LoadedModel:
     """Resolve device and dtype first (a missing GPU fails before any file is read), then load."""
-    from sdcli import memory, runtime, schedulers
+    from sdcli import adapters, memory, runtime, schedulers
 
     request = request.validated()
     device = runtime.resolve_device(request.device)
@@ -161,6 +176,9 @@ def load_model(request: ModelRequest) -> LoadedModel:
     pipe = load_pipeline(
         source, device, dtype, request.variant, offload=options.offload, safety_checker=request.safety_checker
     )
+    # Adapters go in before memory.apply: torch.compile must see the UNet with its LoRA layers.
+    loras = adapters.load_loras(pipe, request.loras)
+    embeddings = adapters.load_embeddings(pipe, request.embeddings)
     memory.apply(pipe, options, device)
     if request.scheduler_state:
         pipe.scheduler = schedulers.from_state(*request.scheduler_state)
@@ -168,7 +186,17 @@ def load_model(request: ModelRequest) -> LoadedModel:
         current, _ = schedulers.describe(type(pipe.scheduler).__name__, pipe.scheduler.config)
         choice = schedulers.resolve(request.scheduler or current, request.schedule)
         pipe.scheduler = schedulers.build(choice, pipe.scheduler.config)
-    return LoadedModel(pipe, source, device, dtype, request, options, (*dtype_notes, *memory_notes))
+    notes = (*dtype_notes, *memory_notes, *checkpoint_notes(source, request))
+    return LoadedModel(pipe, source, device, dtype, request, options, notes, tuple(loras), tuple(embeddings))
+
+
+def checkpoint_notes(source: ModelSource, request: ModelRequest) -> tuple[str, ...]:
+    # diffusers never builds a safety checker from a single file: say so rather than skip it silently.
+    if source.checkpoint is None or not request.safety_checker:
+        return ()
+    if (read_model_index(source.folder).get("safety_checker") or [None])[0] is None:
+        return ()
+    return ("single-file checkpoints carry no safety checker: images are not checked",)
 
 
 # Known families convert by name: importing one pipeline class is about 2 s cheaper than the AutoPipeline

@@ -24,6 +24,7 @@ STORED = {
     "rng": "rng",
     "strength": "strength",
     "clip_skip": "clip_skip",
+    "weighting": "weighting",
 }
 
 

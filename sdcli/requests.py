@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from sdcli import adapters, checkpoints
+from sdcli.adapters import EmbeddingSpec, LoraSpec
 from sdcli.errors import UsageError
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -17,6 +19,7 @@ MAX_SEED = 2**32 - 1  # A1111 and most UIs use 32-bit seeds; keep ours interchan
 
 
 OFFLOAD_MODES = ("none", "model", "sequential")
+WEIGHTINGS = ("a1111", "none")  # prompt attention syntax: A1111's `(word:1.3)`, or the text as typed
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class ModelRequest:
     safety_checker: bool = True
     rng: str = "cpu"  # "cpu": seeds mean the same image on any device; "device": the device's own generator
     scheduler_state: tuple[str, dict[str, Any]] | None = None  # exact class + config, from --from IMAGE
+    config: str | None = None  # single-file checkpoints: diffusers folder or Hub id with the configs
+    allow_pickle: bool = False  # read .ckpt/.pt/.bin/.pth weights (tensors only)
+    loras: tuple[LoraSpec, ...] = ()
+    embeddings: tuple[EmbeddingSpec, ...] = ()
 
     def validated(self) -> ModelRequest:
         model = MODEL_ALIASES.get(self.model, self.model)
@@ -75,6 +82,8 @@ class ModelRequest:
             raise UsageError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.rng not in ("cpu", "device"):
             raise UsageError(f"--rng {self.rng!r} is not one of cpu, device")
+        checkpoints.refuse_pickle(model, self.allow_pickle, "--model")
+        adapters.validated(self.loras, self.embeddings, self.allow_pickle)
         return replace(self, model=model, memory=self.memory.validated())
 
 
@@ -94,6 +103,9 @@ class GenerationRequest:
     strength: float | None = None  # img2img / inpaint only
     first_index: int = 0  # index of this request's first image within its run (one image per process share)
     extra: dict[str, Any] = field(default_factory=dict)
+    clip_skip: int = 1  # A1111 numbering: 1 = the text encoder's last layer
+    weighting: str = "a1111"
+    long_prompts: bool = True  # False: cut prompts at the text encoder's 75 tokens, with a warning
 
     def validated(self) -> GenerationRequest:
         for name, value in (("--width", self.width), ("--height", self.height)):
@@ -115,6 +127,10 @@ class GenerationRequest:
                 f"--strength {self.strength:g} of --steps {self.steps} runs no denoising step",
                 hint=f"use at least --steps {math.ceil(1 / self.strength)}, or a higher --strength",
             )
+        if self.clip_skip < 1:
+            raise UsageError(f"--clip-skip must be at least 1 (1 = last layer), got {self.clip_skip}")
+        if self.weighting not in WEIGHTINGS:
+            raise UsageError(f"--weighting {self.weighting!r} is not one of {', '.join(WEIGHTINGS)}")
         if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
             raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
         import secrets

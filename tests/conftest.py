@@ -18,6 +18,7 @@ os.environ.update(
     HF_HUB_ETAG_TIMEOUT="2",
     HF_HUB_DOWNLOAD_TIMEOUT="5",
     NO_COLOR="1",
+    SDCLI_CACHE_DIR=tempfile.mkdtemp(prefix="sdcli-test-cache-"),  # file hashes, never the user's cache
 )
 for name in ("SDCLI_MODEL", "SDCLI_DEVICE", "SDCLI_DTYPE", "SDCLI_OUTPUT", "HF_TOKEN", "HF_HUB_OFFLINE"):
     os.environ.pop(name, None)
@@ -25,7 +26,7 @@ for name in ("SDCLI_MODEL", "SDCLI_DEVICE", "SDCLI_DTYPE", "SDCLI_OUTPUT", "HF_T
 import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-pytest_plugins = ("tests.hub_fixtures",)
+pytest_plugins = ("tests.hub_fixtures", "tests.model_fixtures")
 
 
 def _save_tiny(root: Path, family: str) -> Path:

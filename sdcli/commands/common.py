@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from sdcli.adapters import EmbeddingSpec, LoraSpec
 from sdcli.console import Output
 from sdcli.errors import CheckFailed, ExitCode, SdcliError, UsageError
 from sdcli.requests import GenerationRequest, MemoryOptions, ModelRequest
@@ -76,6 +77,11 @@ def model_request(values: dict[str, Any], scheduler_state: Any = None) -> ModelR
         safety_checker=not values["no_safety_checker"],
         rng=values["rng"],
         scheduler_state=scheduler_state,
+        # .get: commands without these options share this function
+        config=values.get("config"),
+        allow_pickle=values.get("allow_pickle", False),
+        loras=tuple(LoraSpec.parse(text) for text in values.get("lora") or ()),
+        embeddings=tuple(EmbeddingSpec.parse(text) for text in values.get("embedding") or ()),
     ).validated()
 
 
@@ -92,6 +98,9 @@ def generation_request(values: dict[str, Any], *, read: bool = True) -> Generati
         count=values["count"],
         batch_size=values["batch_size"],
         strength=values.get("strength"),
+        clip_skip=values.get("clip_skip", 1),
+        weighting=values.get("weighting", "a1111"),
+        long_prompts=not values.get("no_long_prompts", False),
     ).validated()
 
 

@@ -1,0 +1,138 @@
+"""Weights files made from the tiny pipelines, once per session: a single-file checkpoint in the original
+(LDM) layout, a config-only folder, LoRAs and textual-inversion embeddings.
+
+A plugin module registered in tests/conftest.py, like tests/hub_fixtures.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+EMBEDDING_TOKEN = "tiny-emb"  # the embedding's file stem: its default token
+
+
+def config_only_copy(folder: Path, to: Path) -> Path:
+    """What `sdcli download REPO --config-only` keeps of a pipeline: configs and tokenizers, no weights."""
+    from sdcli.selection import is_config
+
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and is_config(relative):
+            (to / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, to / relative)
+    return to
+
+
+def checkpoint_state(folder: Path, family: str = "sd1") -> dict:
+    """The LDM-layout state dict of a saved tiny pipeline."""
+    from diffusers import DiffusionPipeline
+
+    from tests.ldm_convert import checkpoint
+
+    return checkpoint(DiffusionPipeline.from_pretrained(folder), family)
+
+
+def save_checkpoint(folder: Path, family: str, path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    save_file(checkpoint_state(folder, family), path)
+    return path
+
+
+def wide_sdxl_pipeline() -> object:
+    """A tiny SDXL whose two text encoders differ in width (32 and 64), as in the real model: diffusers tells
+    them apart in a single file by width, so `tiny_sdxl` (both 32 wide) cannot round-trip through one."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    from sdcli.tiny import SD15_SCHEDULER, _text_encoder, _tokenizer, _vae
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32 + 64,
+        attention_head_dim=4,
+        norm_num_groups=2,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 64,
+        use_linear_projection=True,
+    )
+    return StableDiffusionXLPipeline(
+        unet=unet,
+        vae=_vae(8),
+        text_encoder=_text_encoder(32, projection=False),
+        text_encoder_2=_text_encoder(64, projection=True),
+        tokenizer=_tokenizer(),
+        tokenizer_2=_tokenizer(),
+        scheduler=EulerDiscreteScheduler.from_config(SD15_SCHEDULER, timestep_spacing="leading"),
+    )
+
+
+def make_lora(family: str, to: Path, seed: int = 1) -> Path:
+    """A rank-4 LoRA on the tiny UNet's attention projections, random A and B so that it changes the output,
+    saved by diffusers in the format `load_lora_weights` reads."""
+    import torch
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    from sdcli.tiny import TinySpec, build_tiny_pipeline
+
+    pipe = build_tiny_pipeline(TinySpec(family))
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False
+    )
+    pipe.unet.add_adapter(config)
+    type(pipe).save_lora_weights(to, unet_lora_layers=get_peft_model_state_dict(pipe.unet))
+    return to / "pytorch_lora_weights.safetensors"
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("weights")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_config(tiny_sd: Path, weights_dir: Path) -> Path:
+    return config_only_copy(tiny_sd, weights_dir / "tiny-sd-config")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_sd: Path, weights_dir: Path) -> Path:
+    return save_checkpoint(tiny_sd, "sd1", weights_dir / "tiny-ckpt.safetensors")
+
+
+@pytest.fixture(scope="session")
+def wide_sdxl(weights_dir: Path) -> Path:
+    folder = weights_dir / "wide-sdxl"
+    wide_sdxl_pipeline().save_pretrained(folder)  # type: ignore[attr-defined]
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lora(weights_dir: Path) -> Path:
+    return make_lora("sd", weights_dir / "lora-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_sdxl(weights_dir: Path) -> Path:
+    path = make_lora("sdxl", weights_dir / "lora-sdxl")
+    return path.rename(path.with_name("sdxl-style.safetensors"))
+
+
+@pytest.fixture(scope="session")
+def tiny_embedding(weights_dir: Path) -> Path:
+    """An A1111-style safetensors embedding: one vector for the tiny SD text encoder (width 32)."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = weights_dir / f"{EMBEDDING_TOKEN}.safetensors"
+    save_file({"emb_params": torch.randn(1, 32, generator=torch.Generator().manual_seed(3))}, path)
+    return path
