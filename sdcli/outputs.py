@@ -58,7 +58,9 @@ def plan(
     path = Path(output).expanduser()
     is_folder = path.is_dir() or output.endswith(("/", os.sep)) or (not path.suffix and "{" not in path.name)
     parts = path.parts
-    fixed = next((i for i, part in enumerate(parts) if "{" in part), len(parts))
+    # Leading parts without keys are the folder; the rest (always the file name) is the template.
+    last = len(parts) if is_folder else len(parts) - 1
+    fixed = next((i for i, part in enumerate(parts) if "{" in part), last)
     folder, templated = Path(*parts[:fixed]) if fixed else Path("."), "/".join(parts[fixed:])
     if is_folder:
         subfolders = templated + "/" if templated else ""
