@@ -7,7 +7,8 @@
 #   PROCESSES=2 CPU=1 examples/multi-gpu.sh prompts.txt shots     # try it without a GPU
 #
 # PROCESSES (default: one per visible GPU, as accelerate counts them; narrow with CUDA_VISIBLE_DEVICES).
-# CPU=1 runs the processes on the CPU; MAIN_PROCESS_PORT when the default, 29500, is taken. The model is `-m MODEL` or SDCLI_MODEL. Seeds, indices and names
+# CPU=1 runs the processes on the CPU; MAIN_PROCESS_PORT when the default, 29500, is taken.
+# The model is `-m MODEL` or SDCLI_MODEL. Seeds, indices and names
 # are those a single process would give, so the split never changes an image. Each process writes its
 # images' JSON lines to stdout as they come; the main one adds the summary, counted over all of them.
 # Everything goes to OUT_DIR/manifest.jsonl.
@@ -26,7 +27,12 @@ shift 2
 # off; naming them, and one machine, keeps `accelerate launch` from warning about unset defaults.
 launch=(accelerate launch --num_machines 1 --mixed_precision no --dynamo_backend no)
 if [[ -n ${PROCESSES:-} ]]; then launch+=(--num_processes "$PROCESSES"); fi
-if [[ ${CPU:-0} == 1 ]]; then launch+=(--cpu); fi
+# accelerate's --cpu starts a single process; --multi_gpu is its way to start N torch.distributed processes,
+# and sdcli itself picks the CPU (gloo) when told to or when there is no GPU.
+if [[ ${CPU:-0} == 1 ]]; then
+    launch+=(--multi_gpu)
+    export SDCLI_DEVICE=cpu
+fi
 if [[ -n ${MAIN_PROCESS_PORT:-} ]]; then launch+=(--main_process_port "$MAIN_PROCESS_PORT"); fi
 
 "${launch[@]}" -m sdcli generate --prompts-file "$prompts" -o "$out/" --json "$@" >>"$out/manifest.jsonl"

@@ -29,8 +29,10 @@ def current() -> Processes:
     import torch
     from accelerate import PartialState
 
-    # Without a GPU, accelerate shares work between CPU processes only when asked to (gloo backend).
-    state = PartialState(cpu=not torch.cuda.is_available())
+    # Without a GPU (or told to stay off it), accelerate shares work between CPU processes only when asked
+    # to: then it uses the gloo backend.
+    on_cpu = not torch.cuda.is_available() or os.environ.get("SDCLI_DEVICE") == "cpu"
+    state = PartialState(cpu=on_cpu)
     return Processes(state.process_index, state.num_processes, str(state.device))
 
 

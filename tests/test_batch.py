@@ -322,6 +322,7 @@ def test_two_processes_share_a_prompt_file(cli, tiny_sd: Path, tmp_path: Path) -
     assert len(summaries) == 1 and summaries[0]["images"] == 6
     images = [r for r in records if r["type"] == "image"]
     assert sorted(r["seed"] for r in images) == list(range(50, 56))
+    assert sorted(r["process"] for r in images) == [0, 0, 0, 1, 1, 1]
     assert len({r["path"] for r in images}) == 6 and len(list((tmp_path / "two").iterdir())) == 6
     by_seed = {r["seed"]: r["path"] for r in ndjson(single.stdout)[0]}
     for r in images:

@@ -202,7 +202,8 @@ def test_multi_gpu_splits_the_prompts_across_processes(shell: Shell, tiny_sd: Pa
         (1, 5, "a red boat"),
         (2, 6, "a green hill"),
     ]
-    # Two images, not four: each process made its share. The summary is counted once, over both.
+    # Two images, not four, one from each process. The summary is counted once, over both.
+    assert sorted(i["process"] for i in images) == [0, 1]
     assert [s["images"] for s in lines if s["type"] == "summary"] == [2]
     assert all(Path(i["path"]).is_file() for i in images)
     assert len(shell.calls()) == 0  # accelerate starts `python -m sdcli` itself

@@ -154,7 +154,7 @@ def execute(
                 keep_filtered=keep_filtered,
                 on_step=lambda done, of: progress.update(steps_bar, completed=done, total=of),
             ):
-                report(out, result, tally)
+                report(out, result, tally, processes)
                 progress.update(images_bar, advance=1)
     except (KeyboardInterrupt, SdcliError) as exc:
         if isinstance(exc, KeyboardInterrupt) or exc.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
@@ -165,7 +165,7 @@ def execute(
     summarize(out, tally, total, began, processes)
 
 
-def report(out: Output, result: Written, tally: Tally) -> None:
+def report(out: Output, result: Written, tally: Tally, processes: Processes) -> None:
     for note in result.notes:
         out.warn(note)
     if result.error is not None:
@@ -178,7 +178,8 @@ def report(out: Output, result: Written, tally: Tally) -> None:
         return
     tally.written.append(result.path)
     if out.json:
-        out.data({"type": "image", **result.as_json()})
+        shared = {"process": processes.index} if processes.count > 1 else {}
+        out.data({"type": "image", **result.as_json(), **shared})
     else:
         out.result(str(result.path))
 
