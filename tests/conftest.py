@@ -19,6 +19,8 @@ os.environ.update(
     HF_HUB_DOWNLOAD_TIMEOUT="5",
     NO_COLOR="1",
     SDCLI_CACHE_DIR=tempfile.mkdtemp(prefix="sdcli-test-cache-"),  # file hashes, never the user's cache
+    # Tiny models gain nothing from a second thread, and threads fighting over 2 busy cores cost 10x.
+    OMP_NUM_THREADS="1",
 )
 for name in ("SDCLI_MODEL", "SDCLI_DEVICE", "SDCLI_DTYPE", "SDCLI_OUTPUT", "HF_TOKEN", "HF_HUB_OFFLINE"):
     os.environ.pop(name, None)
