@@ -68,13 +68,7 @@ class DownloadPlan:
     cached: bool = False  # planned from the local cache (offline): download() makes no request
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "repo": self.repo_id,
-            "revision": self.revision,
-            "commit": self.commit,
-            "files": [{"path": p, "size": s} for p, s in self.files],
-            "bytes": self.total_bytes,
-        }
+        return _files_json(self.repo_id, self.revision, self.commit, self.files, self.total_bytes)
 
 
 @dataclass(frozen=True)
@@ -89,13 +83,21 @@ class DownloadResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "repo": self.repo_id,
-            "revision": self.revision,
-            "commit": self.commit,
-            "files": [{"path": p, "size": s} for p, s in self.files],
-            "bytes": self.bytes,
+            **_files_json(self.repo_id, self.revision, self.commit, self.files, self.bytes),
             "path": str(self.path),
         }
+
+
+def _files_json(
+    repo_id: str, revision: str, commit: str, files: tuple[tuple[str, int], ...], total: int
+) -> dict[str, Any]:
+    return {
+        "repo": repo_id,
+        "revision": revision,
+        "commit": commit,
+        "files": [{"path": p, "size": s} for p, s in files],
+        "bytes": total,
+    }
 
 
 # --- environment --------------------------------------------------------------------------------

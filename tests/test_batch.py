@@ -269,7 +269,9 @@ def rss_bytes() -> int:
 
 def test_memory_stays_flat_over_a_long_batch(tiny_sd: Path) -> None:
     model = pipelines.load_model(ModelRequest(str(tiny_sd)))
-    request = GenerationRequest("a cat", steps=1, seed=0, count=50).validated()  # 1 step each: ~0.1 s an image
+    request = GenerationRequest(
+        "a cat", steps=1, seed=0, count=50
+    ).validated()  # 1 step each: ~0.1 s an image
     samples = {}
     for image in engine.generate(model, request):
         image.image.tobytes()

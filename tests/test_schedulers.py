@@ -13,21 +13,10 @@ import pytest
 from sdcli import schedulers
 from sdcli.errors import UsageError
 from sdcli.schedulers import SAMPLERS, build, describe, resolve
+from sdcli.tiny import SD15_SCHEDULER
 
-# A typical SD 1.5 scheduler config (runwayml/stable-diffusion-v1-5 ships PNDMScheduler).
-SD15 = {
-    "_class_name": "PNDMScheduler",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "steps_offset": 1,
-    "skip_prk_steps": True,
-    "set_alpha_to_one": False,
-    "clip_sample": False,
-    "prediction_type": "epsilon",
-    "trained_betas": None,
-}
+# The SD 1.5 scheduler config as published (runwayml/stable-diffusion-v1-5 ships PNDMScheduler).
+SD15 = {"_class_name": "PNDMScheduler", **SD15_SCHEDULER, "trained_betas": None}
 HAS_SCIPY = importlib.util.find_spec("scipy") is not None
 ALL_COMBOS = [(s.name, sched) for s in SAMPLERS for sched in (None, *s.schedules)]
 
