@@ -330,3 +330,39 @@ def test_two_processes_share_a_prompt_file(cli, tiny_sd: Path, tmp_path: Path) -
     for r in images:
         with Image.open(r["path"]) as a, Image.open(by_seed[r["seed"]]) as b:
             assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_grid_is_a_contact_sheet_with_the_run_in_its_metadata(cli, tiny_sd: Path) -> None:
+    result = cli(
+        "generate", "a cat", "-m", tiny_sd, "--steps", "1", "-c", "3", "--grid", "-o", "g/", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    (grid,) = [line for line in lines if line["type"] == "grid"]
+    assert (grid["rows"], grid["columns"]) == (2, 2)
+    with Image.open(grid["path"]) as im:
+        assert im.size == (128, 128)
+        record = json.loads(im.text["sdcli"])
+    images = [Path(line["path"]).name for line in lines if line["type"] == "image"]
+    assert record["grid"]["images"] == images and record["prompt"] == "a cat"
+    one_row = cli(
+        "generate",
+        "a cat",
+        "-m",
+        tiny_sd,
+        "--steps",
+        "1",
+        "-c",
+        "3",
+        "--grid",
+        "--grid-rows",
+        "1",
+        "-o",
+        "h/",
+        "--seed",
+        "1",
+    )
+    assert one_row.exit_code == 0, one_row.stderr
+    (sheet,) = Path("h").glob("grid-*.png")
+    with Image.open(sheet) as im:
+        assert im.size == (192, 64)

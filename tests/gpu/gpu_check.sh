@@ -61,4 +61,25 @@ timed "generate (tiny, $DEVICE, $DTYPE, 4 steps)" \
     sdcli generate "a red apple" -m "$WORK/tiny-sd" --device "$DEVICE" --dtype "$DTYPE" --steps 4 --seed 1 \
     -o "$WORK/out.png" --json
 test -s "$WORK/out.png"
+
+# The memory and speed options, each on a larger (256x256) random model: time and peak GPU memory per run.
+"$PY" -c "
+import sys
+from sdcli.tiny import TinySpec, build_tiny_pipeline
+build_tiny_pipeline(TinySpec(width=32, sample_size=128)).save_pretrained(sys.argv[1])
+" "$WORK/small-sd"
+for options in "--dtype $DTYPE" "--dtype $DTYPE --offload model" "--dtype $DTYPE --low-vram" \
+    "--dtype $DTYPE --compile -c 4" "--dtype $DTYPE --channels-last"; do
+    # shellcheck disable=SC2086 # the options are meant to split into words
+    timed "generate $options" sdcli generate "a red apple" -m "$WORK/small-sd" --device "$DEVICE" \
+        $options --steps 8 --seed 1 -o "$WORK/opts/" --json >"$WORK/opts.jsonl"
+    "$PY" -c "
+import json, sys
+lines = [json.loads(line) for line in open(sys.argv[1])]
+images = [line for line in lines if line['type'] == 'image']
+peak = max(i['parameters']['timings'].get('peak_gpu_bytes') or 0 for i in images)
+print(f\"   {sys.argv[2]}: {len(images)} image(s), last {images[-1]['seconds']:.3f} s, peak GPU {peak / 2**20:.0f} MiB\",
+      file=sys.stderr)
+" "$WORK/opts.jsonl" "$options"
+done
 echo "== all GPU checks passed" >&2
