@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import inspect
 import time
@@ -31,6 +32,12 @@ class GeneratedImage:
 
 
 def versions() -> dict[str, str]:
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    """Read once per process: each lookup scans the installed distributions (~3 ms), for every prompt."""
     from importlib import metadata as importlib_metadata
 
     from sdcli import __version__
@@ -41,7 +48,7 @@ def versions() -> dict[str, str]:
             found[package] = importlib_metadata.version(package)
         except importlib_metadata.PackageNotFoundError:
             found[package] = "unknown"
-    return found
+    return tuple(found.items())
 
 
 def native_size(pipe: Any) -> tuple[int, int]:

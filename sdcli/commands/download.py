@@ -12,13 +12,16 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
-from sdcli import hub
 from sdcli.errors import UsageError
+
+if TYPE_CHECKING:  # imported when the command runs: `sdcli --help` needs neither (~0.05 s)
+    from rich.console import Console
+
+    from sdcli import hub
 
 _NAMED_FILES_CONFLICTS = ("--variant", "--all", "--config-only", "--include", "--exclude")
 
@@ -71,6 +74,10 @@ def download(
     offline: Annotated[bool, typer.Option("--offline", help="Use the local cache only; no network.")] = False,
 ) -> None:
     """Download a model from the Hugging Face Hub: only the files generation needs, unless told otherwise."""
+    from rich.console import Console
+
+    from sdcli import hub
+
     named = list(files or [])
     _check_options(
         named, variant=variant, all_=all_, config_only=config_only, include=include, exclude=exclude
@@ -135,6 +142,8 @@ def _check_options(
 
 def _repo_id(model: str) -> str:
     """`owner/name`, also from a pasted model page URL (https://huggingface.co/owner/name/tree/main)."""
+    from sdcli import hub
+
     for prefix in (hub.hub_endpoint() + "/", "https://huggingface.co/", "https://hf.co/"):
         if model.startswith(prefix):
             parts = model[len(prefix) :].split("/")
@@ -143,6 +152,8 @@ def _repo_id(model: str) -> str:
 
 
 def _fetch(plan: hub.DownloadPlan, to: Path | None, err: Console, *, show_bar: bool) -> hub.DownloadResult:
+    from sdcli import hub
+
     summary = f"{plan.repo_id} ({len(plan.files)} files, {human_size(plan.total_bytes)})"
     if plan.cached:
         err.print(f"{summary} is in the local cache")
