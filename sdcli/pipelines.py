@@ -166,9 +166,15 @@ class LoadedModel:
 
 def load_model(request: ModelRequest) -> LoadedModel:
     """Resolve device and dtype first (a missing GPU fails before any file is read), then load."""
+    from sdcli import runtime
+
+    with runtime.collections_paused():
+        return _load_model(request.validated())
+
+
+def _load_model(request: ModelRequest) -> LoadedModel:
     from sdcli import adapters, memory, runtime, schedulers
 
-    request = request.validated()
     device = runtime.resolve_device(request.device)
     dtype, dtype_notes = runtime.resolve_dtype(request.dtype, device)
     options, memory_notes = memory.effective(request.memory, device)

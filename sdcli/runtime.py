@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sdcli.errors import DeviceUnavailable
 
 DTYPE_NAMES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+
+
+@contextmanager
+def collections_paused() -> Iterator[None]:
+    """No garbage collection while torch, diffusers and transformers are imported and a model is loaded.
+
+    That work creates ~500k objects that all live on, so every collection it triggers scans a growing heap
+    and frees nothing: they cost ~1.2 s of a ~10 s import on a 2-core CPU. Freed objects without cycles
+    still go at once (reference counting); the next collection after this finds any cycles.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _visible_devices() -> str:
