@@ -14,11 +14,6 @@ from typing import Any
 
 from sdcli.errors import UsageError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 
 def config_path() -> Path:
     explicit = os.environ.get("SDCLI_CONFIG")
@@ -32,14 +27,23 @@ def config_path() -> Path:
 def load(path: Path | None = None) -> dict[str, Any]:
     path = path or config_path()
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        handle = path.open("rb")
     except FileNotFoundError:
         if os.environ.get("SDCLI_CONFIG"):
             raise UsageError(f"SDCLI_CONFIG points at {path}, which does not exist") from None
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
         raise UsageError(f"config file {path}: {exc}") from exc
+    # Imported only when there is a file: every command, --help included, reads the config first.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    with handle:
+        try:
+            return tomllib.load(handle)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise UsageError(f"config file {path}: {exc}") from exc
 
 
 def option_name(key: str) -> str:
