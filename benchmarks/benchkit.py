@@ -159,7 +159,7 @@ class Row:
 
 def table(title: str, rows: Sequence[Row], ours: str = "sdcli", theirs: str = "baseline") -> str:
     head = ("measure", ours, theirs, "ratio", "target", "")
-    lines = [head] + [
+    cells = [
         (
             r.measure,
             f"{r.ours:.3f} {r.unit}",
@@ -170,13 +170,7 @@ def table(title: str, rows: Sequence[Row], ours: str = "sdcli", theirs: str = "b
         )
         for r in rows
     ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    text = [f"## {title}", ""]
-    for n, line in enumerate(lines):
-        text.append("| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) + " |")
-        if n == 0:
-            text.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(text)
+    return plain_table(title, head, cells)
 
 
 def plain_table(title: str, head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
