@@ -20,14 +20,13 @@ def collections_paused() -> Iterator[None]:
     and frees nothing: they cost ~1.2 s of a ~10 s import on a 2-core CPU. Freed objects without cycles
     still go at once (reference counting); the next collection after this finds any cycles.
     """
-    if not gc.isenabled():
-        yield
-        return
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()
 
 
 def _visible_devices() -> str:
