@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from sdcli.adapters import EmbeddingSpec, LoraSpec
 from tests.model_fixtures import EMBEDDING_TOKEN
-
-
-def pixels(path: str | Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def params_and_record(path: str | Path) -> tuple[str, dict]:
-    with Image.open(path) as im:
-        return im.text["parameters"], json.loads(im.text["sdcli"])
+from tests.png_helpers import params_and_record, pixels
 
 
 def run(cli, model: Path, *extra: object, prompt: str = "a red boat", out: str = "out.png"):

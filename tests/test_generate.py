@@ -11,11 +11,7 @@ from PIL import Image
 
 from sdcli import engine, pipelines
 from sdcli.requests import GenerationRequest, ModelRequest
-
-
-def pixels(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+from tests.png_helpers import pixels
 
 
 def test_generate_writes_png_with_parameters(cli, tiny_sd: Path, tmp_path: Path) -> None:

@@ -9,25 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from sdcli import checkpoints, hashes
 from sdcli.errors import UsageError
 from tests.model_fixtures import config_only_copy, save_checkpoint
+from tests.png_helpers import params_and_record, pixels
 
 SD1_REFERENCE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SD1_CLIP = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
 SDXL_OPENCLIP = "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight"
-
-
-def pixels(path: str | Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def params_and_record(path: str | Path) -> tuple[str, dict]:
-    with Image.open(path) as im:
-        return im.text["parameters"], json.loads(im.text["sdcli"])
 
 
 class Payload:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from sdcli import prompts
 from sdcli.prompts import BREAK, CHUNK, chunk, parse_attention
+from tests.png_helpers import params_and_record, pixels
 from tests.test_process import run_probe
 
 # A1111's own examples (modules/prompt_parser.py), as (text, weight) pairs.
@@ -101,16 +100,6 @@ def test_short_plain_prompts_encode_exactly_as_diffusers_does(tiny_sd: Path, tin
         assert torch.equal(ours.tensors[name], tensor), name
 
 
-def pixels(path: str | Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def record_of(path: str | Path) -> tuple[str, dict]:
-    with Image.open(path) as im:
-        return im.text["parameters"], json.loads(im.text["sdcli"])
-
-
 def make(cli, model: Path, prompt: str, out: str, *extra: object):
     result = cli("generate", prompt, "-m", model, "--steps", "2", "--seed", "3", "-o", out, *extra)
     assert result.exit_code == 0, result.stderr
@@ -133,7 +122,7 @@ def test_the_tail_of_a_long_prompt_counts(cli, family: str, tiny_sd: Path, tiny_
     make(cli, model, HEAD + "golden light", "a.png")
     make(cli, model, HEAD + "stormy night", "b.png")
     assert not np.array_equal(pixels("a.png"), pixels("b.png"))
-    assert record_of("a.png")[1]["prompt"] == HEAD + "golden light"
+    assert params_and_record("a.png")[1]["prompt"] == HEAD + "golden light"
 
 
 def test_no_long_prompts_cuts_at_75_tokens_and_says_how_many_were_lost(cli, tiny_sd: Path) -> None:
@@ -143,7 +132,7 @@ def test_no_long_prompts_cuts_at_75_tokens_and_says_how_many_were_lost(cli, tiny
     assert np.array_equal(pixels("a.png"), pixels("b.png"))
     warnings = [line for line in first.stderr.splitlines() if "dropped" in line]
     assert len(warnings) == 1 and f"{lost} tokens were dropped" in warnings[0]
-    assert record_of("a.png")[1]["long_prompts"] is False
+    assert params_and_record("a.png")[1]["long_prompts"] is False
 
 
 def test_attention_weights(cli, tiny_sd: Path) -> None:
@@ -154,9 +143,9 @@ def test_attention_weights(cli, tiny_sd: Path) -> None:
     assert not np.array_equal(pixels("plain.png"), pixels("strong.png"))
     assert np.array_equal(pixels("plain.png"), pixels("neutral.png"))
     assert not np.array_equal(pixels("plain.png"), pixels("literal.png"))
-    text, record = record_of("strong.png")
+    text, record = params_and_record("strong.png")
     assert text.splitlines()[0] == "a (cat:1.5) on a boat" and record["weighting"] == "a1111"
-    assert record_of("literal.png")[1]["weighting"] == "none"
+    assert params_and_record("literal.png")[1]["weighting"] == "none"
 
 
 @pytest.mark.parametrize("family", ["sd", "sdxl"])
@@ -165,7 +154,7 @@ def test_clip_skip(cli, family: str, tiny_sd: Path, tiny_sdxl: Path) -> None:
     make(cli, model, "a cat", "one.png")
     make(cli, model, "a cat", "two.png", "--clip-skip", "2")
     assert not np.array_equal(pixels("one.png"), pixels("two.png"))
-    one, two = record_of("one.png"), record_of("two.png")
+    one, two = params_and_record("one.png"), params_and_record("two.png")
     assert "Clip skip" not in one[0] and one[1]["clip_skip"] == 1
     assert "Clip skip: 2," in two[0] and two[1]["clip_skip"] == 2
 
@@ -174,7 +163,7 @@ def test_clip_skip_comes_back_with_from(cli, tiny_sd: Path) -> None:
     make(cli, tiny_sd, "a (cat:1.2)", "first.png", "--clip-skip", "2")
     result = cli("generate", "--from", "first.png", "-m", tiny_sd, "-o", "again.png")
     assert result.exit_code == 0, result.stderr
-    assert record_of("again.png")[1]["clip_skip"] == 2
+    assert params_and_record("again.png")[1]["clip_skip"] == 2
     assert np.array_equal(pixels("first.png"), pixels("again.png"))
 
 
