@@ -21,6 +21,10 @@ os.environ.update(
     SDCLI_CACHE_DIR=tempfile.mkdtemp(prefix="sdcli-test-cache-"),  # file hashes, never the user's cache
     # Tiny models gain nothing from a second thread, and threads fighting over 2 busy cores cost 10x.
     OMP_NUM_THREADS="1",
+    # The suite is CPU-only on every torch build: pixel comparisons assume CPU kernels, and tests of a
+    # missing GPU need one missing. GPU paths are checked by tests/gpu/gpu_check.sh on a real GPU.
+    CUDA_VISIBLE_DEVICES="",
+    HIP_VISIBLE_DEVICES="",
 )
 for name in ("SDCLI_MODEL", "SDCLI_DEVICE", "SDCLI_DTYPE", "SDCLI_OUTPUT", "HF_TOKEN", "HF_HUB_OFFLINE"):
     os.environ.pop(name, None)

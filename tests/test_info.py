@@ -90,10 +90,12 @@ def test_json_has_the_documented_keys(cli) -> None:
     assert data["torch"] == {
         "version": torch.__version__,
         "cuda": torch.version.cuda,
-        "cudnn": None,
-        "rocm": None,
+        "cudnn": data["torch"]["cudnn"],
+        "rocm": getattr(torch.version, "hip", None),
     }
-    assert data["devices"]["cuda"] == [] and data["devices"]["mps"] is False
+    check_cudnn(data["torch"]["cudnn"])
+    assert len(data["devices"]["cuda"]) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    assert data["devices"]["mps"] is torch.backends.mps.is_available()
     assert data["devices"]["cpu_threads"] == torch.get_num_threads()
     assert set(data["cache"]) == {"path", "exists", "offline", "pipelines", "warnings"}
     readme = README.read_text(encoding="utf-8")
@@ -102,10 +104,27 @@ def test_json_has_the_documented_keys(cli) -> None:
         assert f"`{key}`" in section, f"{key} is not documented in README's ## info"
 
 
-def test_auto_choice_on_a_cpu_only_torch_says_why() -> None:
+def check_cudnn(reported: str | None) -> None:
+    """What a CUDA build says of its cuDNN (None on CPU builds): 9.10.2 for torch's 91002."""
+    import torch
+
+    raw = torch.backends.cudnn.version() if torch.version.cuda else None
+    if not raw:
+        assert reported is None
+        return
+    assert reported is not None and re.fullmatch(r"\d+\.\d+\.\d+", reported), reported
+    major, _, patch = reported.split(".")
+    assert str(raw).startswith(major) and str(raw).endswith(f"{int(patch):02d}")
+
+
+def test_auto_choice_on_a_machine_without_a_gpu_says_why() -> None:
+    import torch
+
     choice = environment.choose("auto", "auto")
     assert (choice.device, choice.dtype, choice.error) == ("cpu", "fp32", None)
-    assert "CPU-only build" in choice.reason and "fp32 on CPU" in choice.reason
+    gpu_build = torch.version.cuda or getattr(torch.version, "hip", None)
+    expected = "torch sees no GPU" if gpu_build else "CPU-only build"
+    assert expected in choice.reason and "fp32 on CPU" in choice.reason
     asked = environment.choose("cpu", "bf16")
     assert (asked.device, asked.dtype) == ("cpu", "bf16") and "--dtype bf16 was asked for" in asked.reason
 

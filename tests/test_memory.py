@@ -129,7 +129,9 @@ def test_low_vram_spells_out_its_settings_and_offload_is_dropped_on_cpu(cli, tin
 
 
 def test_missing_gpu_is_exit_5_naming_what_torch_sees(cli, tiny_sd: Path) -> None:
-    for device in ("cuda", "cuda:3", "mps"):
+    from sdcli.runtime import mps_available
+
+    for device in ("cuda", "cuda:3", *(() if mps_available() else ("mps",))):
         result = cli("generate", "a cat", "-m", tiny_sd, "--device", device)
         assert result.exit_code == 5, result.stderr
         assert "sees: cpu" in result.stderr
