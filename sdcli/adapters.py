@@ -5,7 +5,8 @@ being fused into the base weights: the base weights are never rewritten, so scal
 without the LoRA, nothing is rounded into fp16 base weights, and it works behind CPU offload hooks. The cost
 is a few low-rank matmuls per attention layer and step.
 
-Spec parsing is pure string work (it runs before anything heavy is imported); `apply` loads the files.
+The specs (`sdcli/specs.py`) are parsed and checked before anything heavy is imported; this module loads
+the files.
 """
 
 from __future__ import annotations
@@ -14,58 +15,13 @@ import contextlib
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from sdcli import checkpoints
-from sdcli.errors import UsageError
+from sdcli.errors import UsageError, first_line
+from sdcli.specs import EmbeddingSpec, LoraSpec
 
 _NAME = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-@dataclass(frozen=True)
-class LoraSpec:
-    source: str  # a local file, a Hub `owner/repo` or `owner/repo/file.safetensors`
-    scale: float = 1.0
-
-    @classmethod
-    def parse(cls, text: str) -> LoraSpec:
-        """`PATH:SCALE`: the scale is the text after the last `:` when it reads as a number, so `C:` or a
-        `repo:branch` are never mistaken for one."""
-        head, sep, tail = text.rpartition(":")
-        if sep and head:
-            try:
-                return cls(head, float(tail))
-            except ValueError:
-                pass
-        return cls(text)
-
-
-@dataclass(frozen=True)
-class EmbeddingSpec:
-    source: str
-    token: str | None = None  # None: the file name without its extension, as in A1111
-
-    @classmethod
-    def parse(cls, text: str) -> EmbeddingSpec:
-        """`PATH:TOKEN`: a token is one word after the last `:`; a path (`C:\\x`, `a:b/c`) is no token."""
-        head, sep, tail = text.rpartition(":")
-        if sep and head and tail and not any(c in tail for c in "/\\ "):
-            return cls(head, tail)
-        return cls(text)
-
-
-def validated(loras: tuple[LoraSpec, ...], embeddings: tuple[EmbeddingSpec, ...], allow_pickle: bool) -> None:
-    for lora in loras:
-        if not lora.source.strip():
-            raise UsageError("--lora is empty")
-        if lora.scale != lora.scale or abs(lora.scale) == float("inf"):
-            raise UsageError(f"--lora {lora.source}: the scale must be a finite number")
-        checkpoints.refuse_pickle(lora.source, allow_pickle, "--lora")
-    for embedding in embeddings:
-        if not embedding.source.strip():
-            raise UsageError("--embedding is empty")
-        checkpoints.refuse_pickle(embedding.source, allow_pickle, "--embedding")
 
 
 @contextlib.contextmanager
@@ -89,7 +45,7 @@ def _reason(exc: BaseException) -> str:
     found = re.search(r"size mismatch for ([\w.]+?)\.lora_\w+.*?(\[[\d, ]+\]).*?(\[[\d, ]+\])", text)
     if found:
         return f"{found[1]} needs {found[3]}, the LoRA has {found[2]}"
-    return checkpoints.first_line(exc)
+    return first_line(exc)
 
 
 def _unique(name: str, taken: set[str]) -> str:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sdcli.errors import CheckFailed, SdcliError
+from sdcli.errors import CheckFailed, SdcliError, first_line
 from sdcli.requests import DEFAULT_MODEL, ModelRequest
 
 STEPS = 2
@@ -276,7 +276,7 @@ def run_check(
         except SdcliError:  # its own exit code says more than "a stage failed"
             raise
         except Exception as exc:
-            error, cause = exc, f"{type(exc).__name__}: {_first_line(exc)}"
+            error, cause = exc, f"{type(exc).__name__}: {first_line(exc)}"
         done.append(StageTime(name, time.perf_counter() - began, ok=error is None))
         if error is not None:
             failed = report(failed_stage=name, error=f"stage '{name}' failed: {cause}")
@@ -289,8 +289,3 @@ def not_run(device: str, dtype: str, model: str | None, error: SdcliError) -> Ch
     if isinstance(error, StageFailed):
         return error.report
     return CheckReport(model=model or TINY, device=device, dtype=dtype, error=error.message)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

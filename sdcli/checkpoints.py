@@ -17,14 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdcli.errors import ModelUnavailable, UsageError
+from sdcli.errors import ModelUnavailable, UsageError, first_line
+from sdcli.specs import is_checkpoint_name, is_pickle, refuse_pickle
 
-SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin", ".pth")
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".bin", ".pth")
-PICKLE_HINT = (
-    "convert it to .safetensors, or pass --allow-pickle to read it anyway (tensors only: "
-    "torch.load(weights_only=True) refuses any other object)"
-)
 UNET = "model.diffusion_model."
 
 
@@ -64,20 +59,6 @@ class WeightsFile:
     path: Path
     repo_id: str | None = None  # set when the file came from the Hub cache
     commit: str | None = None
-
-
-def is_pickle(name: str) -> bool:
-    return name.lower().endswith(PICKLE_SUFFIXES)
-
-
-def is_checkpoint_name(name: str) -> bool:
-    return name.lower().endswith(SUFFIXES)
-
-
-def refuse_pickle(name: str, allow: bool, what: str) -> None:
-    """Exit 2 before anything is read when a pickled weights file is given without --allow-pickle."""
-    if is_pickle(name) and not allow:
-        raise UsageError(f"{what} {name} is a pickle, which can run code when loaded", hint=PICKLE_HINT)
 
 
 # -- finding the file ----------------------------------------------------------------------------------------
@@ -214,11 +195,6 @@ def detect_family(shapes: dict[str, tuple[int, ...]], name: str) -> Family:
         raise UsageError(f"{name} holds a UNet but no text encoder, so it cannot run on its own")
     inpaint = len(conv_in) > 1 and conv_in[1] == 9
     return FAMILIES[f"{family}-inpaint" if inpaint else family]
-
-
-def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 # -- configuration and loading -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from sdcli.commands.img2img import img2img
 from sdcli.commands.info import info
 from sdcli.commands.inpaint import inpaint
 from sdcli.console import Output
-from sdcli.errors import ExitCode, SdcliError
+from sdcli.errors import ExitCode, SdcliError, first_line
 
 
 class SdcliGroup(TyperGroup):
@@ -66,10 +66,9 @@ def classify(exc: Exception) -> tuple[ExitCode, str, str | None]:
             "out of memory",
             "try --low-vram, a smaller --batch-size, or a smaller --width/--height",
         )
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return (
         ExitCode.FAILURE,
-        f"unexpected failure: {type(exc).__name__}: {first}",
+        f"unexpected failure: {type(exc).__name__}: {first_line(exc)}",
         "run again with --debug for details",
     )
 

@@ -30,6 +30,12 @@ class SdcliError(Exception):
         self.hint = hint
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors span many), else its type's name."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class UsageError(SdcliError):
     """A bad option value or bad input file (exit 2)."""
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from sdcli.errors import UsageError
+from sdcli.errors import UsageError, first_line
 
 FORMATS = ["PNG", "JPEG", "WEBP"]
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -150,16 +150,11 @@ def _decode(handle: Any, name: str, background: tuple[int, int, int]) -> Image.I
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise InputError(f"{name}: declared size is too large (over {limit:,} pixels)") from None
         except Exception as exc:  # a damaged file can fail anywhere inside a decoder, in any way
-            raise InputError(f"{name}: damaged or truncated image ({_first_line(exc)})") from None
+            raise InputError(f"{name}: damaged or truncated image ({first_line(exc)})") from None
 
 
 def _too_large(name: str, width: int, height: int, limit: int) -> str:
     return f"{name}: {width}x{height} is too large (over {limit:,} pixels); refused as a decompression bomb"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def to_rgb(im: Image.Image, background: tuple[int, int, int] = WHITE) -> Image.Image:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sdcli.errors import ModelUnavailable, UsageError
+from sdcli import specs
+from sdcli.errors import ModelUnavailable, UsageError, first_line
 from sdcli.requests import MemoryOptions, ModelRequest
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -62,7 +63,7 @@ def locate(request: ModelRequest) -> ModelSource:
         return ModelSource(name=display_name(request.model), folder=path)
     from sdcli import checkpoints
 
-    if checkpoints.is_checkpoint_name(request.model):
+    if specs.is_checkpoint_name(request.model):
         return checkpoints.locate(
             request.model, config=request.config, allow_pickle=request.allow_pickle, revision=request.revision
         )
@@ -144,11 +145,6 @@ def load_pipeline(
         pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from sdcli import adapters, checkpoints
-from sdcli.adapters import EmbeddingSpec, LoraSpec
+from sdcli import specs
 from sdcli.errors import UsageError
+from sdcli.specs import EmbeddingSpec, LoraSpec
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 # Old names of the same weights: the runwayml repo was removed from the Hub in 2024.
@@ -82,8 +82,8 @@ class ModelRequest:
             raise UsageError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.rng not in ("cpu", "device"):
             raise UsageError(f"--rng {self.rng!r} is not one of cpu, device")
-        checkpoints.refuse_pickle(model, self.allow_pickle, "--model")
-        adapters.validated(self.loras, self.embeddings, self.allow_pickle)
+        specs.refuse_pickle(model, self.allow_pickle, "--model")
+        specs.validated(self.loras, self.embeddings, self.allow_pickle)
         return replace(self, model=model, memory=self.memory.validated())
 
 
@@ -142,7 +142,3 @@ class GenerationRequest:
     def seeds(self) -> list[int]:
         assert self.seed is not None, "validated() draws the seed"
         return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.count)]
-
-
-def field_names(cls: type) -> set[str]:
-    return {f.name for f in fields(cls)}

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sdcli.errors import UsageError
+from sdcli.errors import UsageError, first_line
 
 KARRAS, EXPONENTIAL, BETA, SGM_UNIFORM = "Karras", "Exponential", "Beta", "SGM Uniform"
 ALL_SCHEDULES = (KARRAS, EXPONENTIAL, BETA, SGM_UNIFORM)
@@ -211,9 +211,9 @@ def build(choice: SchedulerChoice, base_config: Mapping[str, Any]) -> Any:
     try:
         return cls.from_config(dict(base_config), **config_overrides(choice, base_config))
     except ImportError as exc:  # diffusers' placeholder classes: LMS and Beta sigmas need scipy
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise UsageError(
-            f"sampler {choice.sampler!r} ({choice.cls}) needs a package that is not installed: {first_line}",
+            f"sampler {choice.sampler!r} ({choice.cls}) needs a package that is not installed: "
+            f"{first_line(exc)}",
             hint="pip install scipy",
         ) from exc
 
