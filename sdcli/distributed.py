@@ -47,7 +47,12 @@ def spread(lines: list[PromptLine], processes: Processes) -> list[PromptLine]:
             PromptLine(line.line, replace(line.request, seed=seed, count=1, first_index=i))
             for i, seed in enumerate(line.request.seeds)
         ]
-    return lines[processes.index :: processes.count]
+    return share(lines, processes)
+
+
+def share(items: list[T], processes: Processes) -> list[T]:
+    """Every n-th item, from this process's index: each item goes to exactly one process."""
+    return items[processes.index :: processes.count]
 
 
 def total(processes: Processes, counts: list[int]) -> list[int]:

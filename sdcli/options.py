@@ -1,11 +1,18 @@
-"""Shared Typer option aliases: each help text is written once and reused by every command."""
+"""Shared Typer options: each help text is written once, and the image commands' shared option block is
+declared once (`image_options`) and handed to the command as one `ImageArgs`."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from sdcli.image_args import ImageArgs
 
 Model = Annotated[
     str,
@@ -124,8 +131,6 @@ Json = Annotated[
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
-
-ImagePath = Annotated[Path, typer.Argument(help="Image file.")]
 
 FromImage = Annotated[
     Path | None,
@@ -284,3 +289,96 @@ NoLongPrompts = Annotated[
         help="Cut prompts at 75 tokens (with a warning) instead of encoding them in 75-token chunks.",
     ),
 ]
+
+
+# The options generate, img2img and inpaint share, in the order --help lists them; their defaults are
+# ImageArgs' own. A command that declares one of these names itself (img2img's --width help) keeps its own.
+SHARED_OPTIONS: dict[str, Any] = {
+    "negative": Negative,
+    "from_": FromImage,
+    "model": Model,
+    "revision": Revision,
+    "variant": Variant,
+    "config": Config,
+    "allow_pickle": AllowPickle,
+    "lora": Lora,
+    "embedding": Embedding,
+    "scheduler": Scheduler,
+    "schedule": Schedule,
+    "clip_skip": ClipSkip,
+    "weighting": Weighting,
+    "no_long_prompts": NoLongPrompts,
+    "steps": Steps,
+    "guidance": Guidance,
+    "width": Width,
+    "height": Height,
+    "seed": Seed,
+    "count": Count,
+    "batch_size": BatchSize,
+    "device": Device,
+    "dtype": Dtype,
+    "rng": Rng,
+    "offload": Offload,
+    "low_vram": LowVram,
+    "vae_tiling": VaeTiling,
+    "vae_slicing": VaeSlicing,
+    "attention_slicing": AttentionSlicing,
+    "channels_last": ChannelsLast,
+    "compile": Compile,
+    "tiny_vae": TinyVae,
+    "oom_retry": OomRetry,
+    "no_safety_checker": NoSafetyChecker,
+    "keep_filtered": KeepFiltered,
+    "output": Output,
+    "overwrite": Overwrite,
+    "no_metadata": NoMetadata,
+    "json_": Json,
+    "quiet": Quiet,
+    "offline": Offline,
+    "debug": Debug,
+}
+_ARG_DEFAULTS = {f.name: f.default for f in fields(ImageArgs)}
+_LISTS = ("lora", "embedding")  # repeatable: Typer gives a list or None, ImageArgs holds a tuple
+
+
+def given_on_command_line(ctx: typer.Context) -> frozenset[str]:
+    return frozenset(
+        name
+        for name in ctx.params
+        if (source := ctx.get_parameter_source(name)) is not None and source.name == "COMMANDLINE"
+    )
+
+
+def image_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Adds the shared option block to `command(ctx, args, ...)`. Its own parameters (arguments, options
+    only it has or describes its own way) come first in --help and are passed to it as usual; every value
+    whose name is an ImageArgs field, its own or shared, is also in `args`."""
+    own = inspect.signature(command, eval_str=True)
+    ctx_param, _args_param, *rest = own.parameters.values()
+    declared = {p.name for p in rest}
+    shared = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=annotation,
+            default=None if name in _LISTS else _ARG_DEFAULTS[name],
+        )
+        for name, annotation in SHARED_OPTIONS.items()
+        if name not in declared
+    ]
+    parameters = [ctx_param, *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in rest), *shared]
+
+    @functools.wraps(command)
+    def with_options(ctx: typer.Context, **values: Any) -> None:
+        for name in _LISTS:
+            values[name] = tuple(values.get(name) or ())
+        args = ImageArgs(
+            **{name: value for name, value in values.items() if name in _ARG_DEFAULTS},
+            given=given_on_command_line(ctx),
+        )
+        ctx.meta["sdcli.debug"] = args.debug or ctx.meta.get("sdcli.debug", False)
+        command(ctx, args, **{name: value for name, value in values.items() if name in declared})
+
+    with_options.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_options

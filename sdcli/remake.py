@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sdcli import metadata
+from sdcli.errors import UsageError
+from sdcli.image_args import ImageArgs
 
-# Command parameter -> sdcli record key. Device and dtype are not taken: they describe the machine, and
+# ImageArgs field -> sdcli record key. Device and dtype are not taken: they describe the machine, and
 # `auto` picks the same ones again on the same machine.
 STORED = {
     "prompt": "prompt",
@@ -32,18 +36,21 @@ def read_record(image: Path) -> dict[str, Any]:
     return metadata.record_for_remake(metadata.read_metadata(image))
 
 
-def merge(record: dict[str, Any], values: dict[str, Any], given: set[str]) -> dict[str, Any]:
-    """`values` with every parameter the user did not give replaced by the stored one, where there is one."""
-    merged = dict(values)
-    for param, key in STORED.items():
-        if param in values and param not in given and record.get(key) is not None:
-            merged[param] = record[key]
-    if "model" not in given and "revision" in values and "revision" not in given:
-        merged["revision"] = record.get("commit") or record.get("revision") or values["revision"]
-    return merged
+def stored_values(record: dict[str, Any], given: Set[str]) -> dict[str, Any]:
+    """Each stored parameter the user did not give, by ImageArgs field name."""
+    found = {
+        param: record[key]
+        for param, key in STORED.items()
+        if param not in given and record.get(key) is not None
+    }
+    if "model" not in given and "revision" not in given:
+        revision = record.get("commit") or record.get("revision")
+        if revision is not None:
+            found["revision"] = revision
+    return found
 
 
-def scheduler_state(record: dict[str, Any], given: set[str]) -> tuple[str, dict[str, Any]] | None:
+def scheduler_state(record: dict[str, Any], given: Set[str]) -> tuple[str, dict[str, Any]] | None:
     """The exact scheduler class and config an sdcli image used, unless the user picked another."""
     stored = record.get("scheduler")
     if {"scheduler", "schedule"} & given or not isinstance(stored, dict):
@@ -51,3 +58,16 @@ def scheduler_state(record: dict[str, Any], given: set[str]) -> tuple[str, dict[
     if not isinstance(stored.get("class"), str) or not isinstance(stored.get("config"), dict):
         return None
     return stored["class"], stored["config"]
+
+
+def apply(args: ImageArgs) -> ImageArgs:
+    """With --from IMAGE: the image's stored parameters replace every field the command line did not give."""
+    if args.from_ is None:
+        return args
+    if not args.from_.is_file():
+        raise UsageError(f"{args.from_}: no such file")
+    record = read_record(args.from_)
+    changes = stored_values(record, args.given)
+    if args.strength is None:  # a command without --strength (generate) takes none from the image
+        changes.pop("strength", None)
+    return replace(args, **changes, scheduler_state=scheduler_state(record, args.given))

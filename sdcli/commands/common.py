@@ -1,157 +1,120 @@
-"""Pieces every image command shares: parameters -> requests, and the write-and-report loop."""
+"""What every image command shares after parsing: ImageArgs -> a run plan -> the write-and-report loop."""
 
 from __future__ import annotations
 
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import typer
-
-from sdcli.adapters import EmbeddingSpec, LoraSpec
 from sdcli.console import Output
 from sdcli.errors import CheckFailed, ExitCode, SdcliError, UsageError
-from sdcli.requests import GenerationRequest, MemoryOptions, ModelRequest
+from sdcli.image_args import ImageArgs
+from sdcli.requests import GenerationRequest, ModelRequest
 
 if TYPE_CHECKING:
     from sdcli.distributed import Processes
-    from sdcli.jobs import Job, Written
+    from sdcli.jobs import Job, JobInputs, Written
     from sdcli.outputs import OutputPlan
 
 
-def read_prompt(prompt: str | None) -> str:
-    if prompt == "-":
-        prompt = sys.stdin.read().strip()
-    if not prompt:
-        raise UsageError("no prompt given", hint='sdcli generate "a cat wearing a hat" (or - to read stdin)')
-    return prompt
+@dataclass(frozen=True)
+class JobSpec:
+    """What a command asks of one job before its file names are planned."""
+
+    request: GenerationRequest
+    line: int = 0  # line number in a prompts file (0: the command-line prompt)
+    input_name: str = ""  # the input image's file stem, for `{input}`
+    source: str | None = None  # the input image, as the user named it
+    read_inputs: Callable[[], JobInputs] | None = None
 
 
-def given_on_command_line(ctx: typer.Context) -> set[str]:
-    return {
-        name
-        for name in ctx.params
-        if (source := ctx.get_parameter_source(name)) is not None and source.name == "COMMANDLINE"
-    }
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run needs, checked before the model loads: the model, each job's file names, and how to
+    write them."""
+
+    model: ModelRequest
+    jobs: list[Job]
+    outputs: OutputPlan
+    with_metadata: bool = True
+    keep_filtered: bool = False
+    task: str | None = None  # load the model as this pipeline: img2img, inpaint
+    bad_inputs: int = 0  # inputs already refused before loading
 
 
-def apply_from_image(ctx: typer.Context, values: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """With --from IMAGE, stored parameters fill in what the command line did not give."""
-    if values.get("from_") is None:
-        return values, None
-    from sdcli import remake
+def plan_run(
+    args: ImageArgs,
+    model: ModelRequest,
+    specs: list[JobSpec],
+    *,
+    count: int,
+    task: str | None = None,
+    per_input: bool = False,
+    bad_inputs: int = 0,
+) -> RunPlan:
+    """Names every file the run will write and refuses taken explicit names, before the model loads.
+    `count`: how many images one name template serves (every process's; per input with several inputs)."""
+    from datetime import datetime
 
-    record = remake.read_record(values["from_"])
-    given = given_on_command_line(ctx)
-    return remake.merge(record, values, given), remake.scheduler_state(record, given)
+    from sdcli import hub, jobs, outputs, pipelines
 
-
-def model_request(values: dict[str, Any], scheduler_state: Any = None) -> ModelRequest:
-    memory = dict(
-        offload=values["offload"],
-        vae_tiling=values["vae_tiling"],
-        vae_slicing=values["vae_slicing"],
-        attention_slicing=values["attention_slicing"],
-        channels_last=values["channels_last"],
-        compile=values["compile"],
-        tiny_vae=values["tiny_vae"],
-        oom_retry=values["oom_retry"],
+    default_name = outputs.INPUT_NAME if task else outputs.DEFAULT_NAME
+    plan = outputs.plan(
+        args.output, count=count, overwrite=args.overwrite, default_name=default_name, per_input=per_input
     )
-    if values["low_vram"]:
-        options = MemoryOptions.low_vram(
-            **{k: v for k, v in memory.items() if v not in (False, None, "none")}
+    name, started = pipelines.display_name(model.model), datetime.now()
+    work = [
+        jobs.Job(
+            spec.request,
+            jobs.planned_paths(plan, spec.request, name, started, input_name=spec.input_name, line=spec.line),
+            spec.line,
+            spec.source,
+            spec.read_inputs,
         )
-    else:
-        options = MemoryOptions(**memory)
-    return ModelRequest(
-        model=values["model"],
-        revision=values["revision"],
-        variant=values["variant"],
-        device=values["device"],
-        dtype=values["dtype"],
-        scheduler=values["scheduler"],
-        schedule=values["schedule"],
-        memory=options,
-        safety_checker=not values["no_safety_checker"],
-        rng=values["rng"],
-        scheduler_state=scheduler_state,
-        # .get: commands without these options share this function
-        config=values.get("config"),
-        allow_pickle=values.get("allow_pickle", False),
-        loras=tuple(LoraSpec.parse(text) for text in values.get("lora") or ()),
-        embeddings=tuple(EmbeddingSpec.parse(text) for text in values.get("embedding") or ()),
-    ).validated()
-
-
-def generation_request(values: dict[str, Any], *, read: bool = True) -> GenerationRequest:
-    """With `read=False` the prompt is a placeholder (a prompts file supplies one per line)."""
-    return GenerationRequest(
-        prompt=read_prompt(values["prompt"]) if read else values["prompt"],
-        negative=values["negative"],
-        steps=values["steps"],
-        guidance=values["guidance"],
-        width=values["width"],
-        height=values["height"],
-        seed=values["seed"],
-        count=values["count"],
-        batch_size=values["batch_size"],
-        strength=values.get("strength"),
-        clip_skip=values.get("clip_skip", 1),
-        weighting=values.get("weighting", "a1111"),
-        long_prompts=not values.get("no_long_prompts", False),
-    ).validated()
+        for spec in specs
+    ]
+    outputs.check_free([path for job in work for path in job.paths], plan)
+    if args.offline:
+        hub.set_offline()
+    return RunPlan(model, work, plan, not args.no_metadata, args.keep_filtered, task, bad_inputs)
 
 
 @dataclass
 class Tally:
-    written: list[Path] = field(default_factory=list)
+    written: list[Written] = field(default_factory=list)
     skipped: int = 0  # blanked by the safety checker
     bad_inputs: int = 0  # input images that could not be read
 
 
 def execute(
-    out: Output,
-    model_request: ModelRequest,
-    jobs: list[Job],
-    plan: OutputPlan,
-    *,
-    processes: Processes,
-    with_metadata: bool = True,
-    keep_filtered: bool = False,
-    grid: bool = False,
-    grid_rows: int | None = None,
-    task: str | None = None,
-    bad_inputs: int = 0,
+    out: Output, plan: RunPlan, *, processes: Processes, grid: bool = False, grid_rows: int | None = None
 ) -> None:
-    """Load the model once (as the `task` pipeline: img2img, inpaint), write each job's images as they come,
-    then report; Ctrl-C or SIGTERM stops between images, keeps what was written, and still prints the
-    summary. `bad_inputs` counts inputs already refused before loading."""
-    from sdcli import jobs as jobs_module
-    from sdcli import pipelines, signals
+    """Load the model once, write each job's images as they come, then report; Ctrl-C or SIGTERM stops
+    between images, keeps what was written, and still prints the summary."""
+    from sdcli import jobs, pipelines, signals
 
     signals.terminate_like_interrupt()
     began = time.perf_counter()
-    tally = Tally(bad_inputs=bad_inputs)
-    total = sum(job.request.count for job in jobs)
+    tally = Tally(bad_inputs=plan.bad_inputs)
+    total = sum(job.request.count for job in plan.jobs)
     try:
         with out.progress() as progress:
-            loading = progress.task(f"loading {model_request.model}")
-            loaded = pipelines.load_model(model_request)
-            if task is not None:
-                loaded = pipelines.for_task(loaded, task)
+            loading = progress.task(f"loading {plan.model.model}")
+            loaded = pipelines.load_model(plan.model)
+            if plan.task is not None:
+                loaded = pipelines.for_task(loaded, plan.task)
             progress.done(loading)
             for note in loaded.notes:
                 out.warn(note)
             images_bar = progress.task("images", total=total)
-            steps_bar = progress.task("denoising", total=jobs[0].request.steps if jobs else None)
-            for result in jobs_module.run(
+            steps_bar = progress.task("denoising", total=plan.jobs[0].request.steps if plan.jobs else None)
+            for result in jobs.run(
                 loaded,
-                jobs,
-                plan,
-                with_metadata=with_metadata,
-                keep_filtered=keep_filtered,
+                plan.jobs,
+                plan.outputs,
+                with_metadata=plan.with_metadata,
+                keep_filtered=plan.keep_filtered,
                 on_step=lambda done, of: progress.update(steps_bar, completed=done, total=of),
             ):
                 report(out, result, tally, processes)
@@ -161,7 +124,7 @@ def execute(
             summarize(out, tally, total, began, processes, interrupted=True)
         raise
     if grid and tally.written and processes.is_main:
-        write_grid(out, tally.written, plan, grid_rows)
+        write_grid(out, tally.written, grid_rows, with_metadata=plan.with_metadata)
     summarize(out, tally, total, began, processes)
 
 
@@ -176,7 +139,7 @@ def report(out: Output, result: Written, tally: Tally, processes: Processes) -> 
         tally.skipped += 1
         out.warn(f"image {result.index} (seed {result.seed}) was blanked by the safety checker; not written")
         return
-    tally.written.append(result.path)
+    tally.written.append(result)
     if out.json:
         shared = {"process": processes.index} if processes.count > 1 else {}
         out.data({"type": "image", **result.as_json(), **shared})
@@ -184,14 +147,15 @@ def report(out: Output, result: Written, tally: Tally, processes: Processes) -> 
         out.result(str(result.path))
 
 
-def write_grid(out: Output, paths: list[Path], plan: OutputPlan, rows: int | None) -> None:
+def write_grid(out: Output, written: list[Written], rows: int | None, *, with_metadata: bool) -> None:
+    """A contact sheet of the run's images, with the first image's record (they share all but the seed)."""
     from sdcli import grid, metadata, outputs
 
-    record = metadata.read_metadata(paths[0]).record or {}
+    paths = [result.path for result in written if result.path is not None]
     sheet = grid.contact_sheet(paths, rows)
     n_rows, n_cols = grid.shape(len(paths), rows)
-    record = {**record, "grid": {"rows": n_rows, "columns": n_cols, "images": [p.name for p in paths]}}
-    info = metadata.png_info(record) if record.get("prompt") else None
+    layout = {"rows": n_rows, "columns": n_cols, "images": [p.name for p in paths]}
+    info = metadata.png_info({**written[0].record, "grid": layout}) if with_metadata else None
     path = outputs.write_png(sheet, paths[0].parent / f"grid-{paths[0].stem}.png", info, unique=True)
     if out.json:
         out.data({"type": "grid", "path": str(path), "rows": n_rows, "columns": n_cols})
@@ -225,9 +189,3 @@ def summarize(
             f"{skipped} image(s) were blanked by the safety checker and not written",
             hint="--keep-filtered writes them marked -nsfw; --no-safety-checker turns the checker off",
         )
-
-
-def existing_file(path: Path | None) -> Path | None:
-    if path is not None and not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    return path
