@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import functools
 import io
 import json
 import os
@@ -12,19 +11,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
 from sdcli import environment, hub
 from sdcli.commands.download import _fetch
-from sdcli.commands.download import download as download_command
-from sdcli.errors import ModelUnavailable, OutputError, SdcliError
+from sdcli.console import Output
+from sdcli.errors import ModelUnavailable, OutputError
 from sdcli.selection import select_files, variant_of
 from tests.hub_repos import BIG_FILE, make_diffusers_repo, make_plain_repo
 from tests.hub_server import HubServer
@@ -35,35 +33,11 @@ SKIPPED_SUFFIXES = (".bin", ".onnx", ".msgpack", ".ckpt")
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """What the real main does with SdcliError: `error:`/`hint:` on stderr and the error's exit code."""
-
-    @functools.wraps(fn)
-    def inner(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SdcliError as exc:
-            typer.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                typer.echo(f"hint: {exc.hint}", err=True)
-            raise typer.Exit(int(exc.exit_code)) from exc
-
-    return inner
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """Test harness for sdcli commands."""
-
-    app.command("download")(_handled(download_command))
-    return app
-
-
 def cli(*args: str) -> Any:
-    return CliRunner().invoke(_app(), ["download", *args])
+    """`sdcli download ARGS...` in-process, through the real app and its error boundary."""
+    from sdcli.cli import app
+
+    return CliRunner().invoke(app, ["download", *args])
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
@@ -211,7 +185,7 @@ def test_download_to_cache_then_found_offline_without_requests(
     assert set(got) == set(
         select_files(repo_files(source), json.loads((source / "model_index.json").read_text()))
     )
-    assert all(got[name] == (source / name).read_bytes() for name in got)
+    assert got and all(got[name] == (source / name).read_bytes() for name in got)
 
     hub_server.requests.clear()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -256,7 +230,7 @@ def test_download_to_plain_folder(hub_server: HubServer, source: Path, served: s
     assert set(got) == {f["path"] for f in record["files"]}
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in got
     assert not [p for p in target.rglob("*") if p.is_symlink()]
-    assert all(got[name] == (source / name).read_bytes() for name in got)
+    assert got and all(got[name] == (source / name).read_bytes() for name in got)
     assert not (hub.hub_cache_dir() / "models--acme--tiny-sd" / "snapshots").exists()
 
 
@@ -361,9 +335,8 @@ def test_cdn_redirect_drops_the_token(
     assert (result.path / BIG_FILE).read_bytes() == (source / BIG_FILE).read_bytes()
     cdn = hub_server.requests_to("/cdn/")
     assert cdn and not [r for r in cdn if "authorization" in r.headers]
-    assert all(
-        r.headers.get("authorization") == f"Bearer {SECRET}" for r in hub_server.requests_to("/resolve/")
-    )
+    resolves = hub_server.requests_to("/resolve/")
+    assert resolves and all(r.headers.get("authorization") == f"Bearer {SECRET}" for r in resolves)
 
 
 def test_unreachable_endpoint_fails_fast(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -423,15 +396,23 @@ def test_unwritable_cache(
     assert "cannot write" in result.stderr and "HF_HOME" in result.stderr
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
-def test_read_only_target(hub_server: HubServer, served: str, tmp_path: Path) -> None:
+@pytest.fixture
+def unwritable(tmp_path: Path) -> Iterator[Path]:
+    """A folder this process cannot create anything in: a chmod does not stop root, sysfs does."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        yield Path("/sys/sdcli-test")
+        return
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
-    try:
-        assert cli(REPO, "--to", str(locked / "sd")).exit_code == 6
-    finally:
-        locked.chmod(0o700)
+    yield locked
+    locked.chmod(0o700)
+
+
+def test_read_only_target(hub_server: HubServer, served: str, unwritable: Path) -> None:
+    result = cli(REPO, "--to", str(unwritable / "sd"))
+    assert result.exit_code == 6, result.stderr
+    assert "cannot write" in result.stderr
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
@@ -491,7 +472,7 @@ def test_interrupted_run_then_rerun_completes(hub_server: HubServer, source: Pat
     result = hub.download(plan)
     got = files_of(result.path)
     assert set(got) == {p for p, _ in plan.files}
-    assert all(got[name] == (source / name).read_bytes() for name in got)
+    assert got and all(got[name] == (source / name).read_bytes() for name in got)
 
 
 def test_two_concurrent_downloads_both_succeed(hub_server: HubServer, source: Path, served: str) -> None:
@@ -539,7 +520,7 @@ def test_two_concurrent_processes_both_succeed(hub_server: HubServer, source: Pa
 def test_progress_bar_on_a_terminal(hub_server: HubServer, served: str) -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100)
-    result = _fetch(hub.plan_download(REPO), None, console, show_bar=True)
+    result = _fetch(hub.plan_download(REPO), None, Output(err=console), show_bar=True)
     assert (result.path / BIG_FILE).is_file()
     assert REPO in out.getvalue() and "2.1" in out.getvalue()  # description and "2.1 MB" transferred
 
