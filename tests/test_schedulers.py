@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import subprocess
 import sys
@@ -17,12 +16,7 @@ from sdcli.tiny import SD15_SCHEDULER
 
 # The SD 1.5 scheduler config as published (runwayml/stable-diffusion-v1-5 ships PNDMScheduler).
 SD15 = {"_class_name": "PNDMScheduler", **SD15_SCHEDULER, "trained_betas": None}
-HAS_SCIPY = importlib.util.find_spec("scipy") is not None
 ALL_COMBOS = [(s.name, sched) for s in SAMPLERS for sched in (None, *s.schedules)]
-
-
-def _needs_scipy(name: str, schedule: str | None) -> bool:
-    return name == "LMS" or schedule == "Beta"
 
 
 @pytest.mark.parametrize(
@@ -110,21 +104,11 @@ def test_table_matches_diffusers_signatures() -> None:
 
 @pytest.mark.parametrize(("name", "schedule"), ALL_COMBOS)
 def test_round_trip_through_diffusers(name: str, schedule: str | None) -> None:
-    if _needs_scipy(name, schedule) and not HAS_SCIPY:
-        pytest.skip("needs scipy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         built = build(resolve(name, schedule), SD15)
     assert describe(type(built).__name__, built.config) == (name, schedule)
     assert built.config["beta_schedule"] == "scaled_linear"  # the model's config is kept
-
-
-def test_missing_scipy_is_a_usage_error() -> None:
-    if HAS_SCIPY:
-        pytest.skip("scipy installed")
-    with pytest.raises(UsageError) as err:
-        build(resolve("Euler", "Beta"), SD15)
-    assert err.value.hint == "pip install scipy"
 
 
 def test_switching_resets_sigma_flags_of_the_base_config() -> None:
