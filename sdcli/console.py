@@ -30,11 +30,21 @@ def _stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def human_bytes(count: int | None) -> str:
+    """Decimal units, as the Hub and `hf` show sizes: 2.1 MB, 6.9 GB."""
+    if count is None:
+        return "?"
+    size, unit = float(count), 0
+    units = ("B", "kB", "MB", "GB", "TB")
+    while size >= 1000 and unit < len(units) - 1:
+        size, unit = size / 1000, unit + 1
+    return f"{count} B" if unit == 0 else f"{size:.1f} {units[unit]}"
+
+
 @dataclass
 class Output:
     quiet: bool = False
     json: bool = False
-    debug: bool = False
     err: Console = field(default_factory=_stderr_console)
 
     @property

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sdcli.check import CheckReport
+from sdcli.console import human_bytes
 from sdcli.environment import EXTRAS, Environment
 from sdcli.metadata import ImageMetadata
 
@@ -24,17 +25,6 @@ def show(renderables: Iterable[RenderableType]) -> None:
     for renderable in renderables:
         console.print(renderable)
         console.print()
-
-
-def human_bytes(count: int | None) -> str:
-    if count is None:
-        return "?"
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
 
 
 def _table(title: str, *columns: str) -> Table:

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from sdcli.console import Output, human_bytes
 from sdcli.errors import UsageError
 
-if TYPE_CHECKING:  # imported when the command runs: `sdcli --help` needs neither (~0.05 s)
-    from rich.console import Console
-
+if TYPE_CHECKING:  # imported when the command runs: `sdcli --help` needs it not (~0.05 s)
     from sdcli import hub
 
 _NAMED_FILES_CONFLICTS = ("--variant", "--all", "--config-only", "--include", "--exclude")
@@ -74,7 +73,6 @@ def download(
     offline: Annotated[bool, typer.Option("--offline", help="Use the local cache only; no network.")] = False,
 ) -> None:
     """Download a model from the Hugging Face Hub: only the files generation needs, unless told otherwise."""
-    from rich.console import Console
 
     from sdcli import hub
 
@@ -97,18 +95,18 @@ def download(
             everything=all_,
             config_only=config_only,
         )
-    err = Console(stderr=True, highlight=False, soft_wrap=True, quiet=quiet)
+    out = Output(quiet=quiet)
     if not plan.pipeline and not named:
-        err.print(f"note: {repo_id} has no model_index.json; taking its top-level safetensors and configs")
+        out.info(f"note: {repo_id} has no model_index.json; taking its top-level safetensors and configs")
     if plan.missing_weights:
-        err.print(
-            f"warning: no safetensors weights selected for {', '.join(plan.missing_weights)}; "
+        out.warn(
+            f"no safetensors weights selected for {', '.join(plan.missing_weights)}; "
             "sdcli loads only safetensors (see the repo's files with --all --dry-run)"
         )
     if dry_run:
         _print_plan(plan, json_)
         return
-    result = _fetch(plan, to, err, show_bar=err.is_terminal and not json_)
+    result = _fetch(plan, to, out, show_bar=out.err.is_terminal and not json_)
     if json_:
         _emit_json(result.to_json())
     elif named:
@@ -151,23 +149,23 @@ def _repo_id(model: str) -> str:
     return model.rstrip("/")
 
 
-def _fetch(plan: hub.DownloadPlan, to: Path | None, err: Console, *, show_bar: bool) -> hub.DownloadResult:
+def _fetch(plan: hub.DownloadPlan, to: Path | None, out: Output, *, show_bar: bool) -> hub.DownloadResult:
     from sdcli import hub
 
-    summary = f"{plan.repo_id} ({len(plan.files)} files, {human_size(plan.total_bytes)})"
+    summary = f"{plan.repo_id} ({len(plan.files)} files, {human_bytes(plan.total_bytes)})"
     if plan.cached:
-        err.print(f"{summary} is in the local cache")
+        out.info(f"{summary} is in the local cache")
         return hub.download(plan, to=to)
     if not show_bar:  # a log, a pipe, CI: two plain lines instead of a redrawn bar
-        err.print(f"downloading {summary} at {plan.commit[:12]}")
+        out.info(f"downloading {summary} at {plan.commit[:12]}")
         started = time.monotonic()
         result = hub.download(plan, to=to)
-        err.print(f"done in {time.monotonic() - started:.1f}s")
+        out.info(f"done in {time.monotonic() - started:.1f}s")
         return result
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=err) as bar:
+    with Progress(*columns, console=out.err) as bar:
         task = bar.add_task(plan.repo_id, total=plan.total_bytes)
         result = hub.download(plan, to=to, progress=lambda done, _total: bar.update(task, completed=done))
         # Files already cached are skipped without progress reports: show the bar full at the end.
@@ -180,16 +178,8 @@ def _print_plan(plan: hub.DownloadPlan, json_: bool) -> None:
         _emit_json(plan.to_json() | {"path": None, "dry_run": True})
         return
     for path, size in plan.files:
-        _emit(f"{human_size(size):>10}  {path}")
-    _emit(f"{human_size(plan.total_bytes):>10}  total, {len(plan.files)} files at {plan.commit[:12]}")
-
-
-def human_size(n: int) -> str:
-    units = ("B", "kB", "MB", "GB", "TB")
-    size, i = float(n), 0
-    while size >= 1000 and i < len(units) - 1:
-        size, i = size / 1000, i + 1
-    return f"{n} B" if i == 0 else f"{size:.1f} {units[i]}"
+        _emit(f"{human_bytes(size):>10}  {path}")
+    _emit(f"{human_bytes(plan.total_bytes):>10}  total, {len(plan.files)} files at {plan.commit[:12]}")
 
 
 def _emit(line: str) -> None:

@@ -24,7 +24,7 @@ def generate(
     grid_rows: opt.GridRows = None,
 ) -> None:
     """Make images from a text prompt, or from each line of a prompts file."""
-    out = Output(quiet=args.quiet, json=args.json_, debug=args.debug)
+    out = Output(quiet=args.quiet, json=args.json_)
     # 1. Validate everything before anything heavy is imported or loaded.
     from sdcli import remake
 

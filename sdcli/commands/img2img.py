@@ -57,7 +57,7 @@ def img2img(
 
     A bad input is reported on one line and skipped; the run goes on and exits 2 at the end.
     """
-    out = Output(quiet=args.quiet, json=args.json_, debug=args.debug)
+    out = Output(quiet=args.quiet, json=args.json_)
     # 1. Validate everything, and read every input once, before anything heavy is imported or loaded.
     from sdcli import remake
 

@@ -50,7 +50,7 @@ def info(
 ) -> None:
     """Show versions, devices, cached models and defaults; --check proves the stack works; IMAGE... shows
     what images carry."""
-    out = Output(quiet=quiet, json=json_, debug=debug)
+    out = Output(quiet=quiet, json=json_)
     ctx.meta["sdcli.debug"] = debug or ctx.meta.get("sdcli.debug", False)
     if images:
         return show_images(out, images)
@@ -120,6 +120,5 @@ def show_schedulers(out: Output) -> None:
 def configured_defaults(ctx: typer.Context) -> dict[str, dict[str, tuple[object, str]]]:
     """Each command's defaults that come from the config file or SDCLI_* variables, and from where."""
     from sdcli import config
-    from sdcli.cli import command_options
 
-    return config.sources(command_options(ctx), config.load())
+    return config.sources(opt.command_options(ctx), config.load())

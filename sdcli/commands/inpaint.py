@@ -29,7 +29,7 @@ def inpaint(
     output: opt.InputOutput = None,
 ) -> None:
     """Repaint the white area of MASK in IMAGE from a prompt; the black area is kept as it is."""
-    out = Output(quiet=args.quiet, json=args.json_, debug=args.debug)
+    out = Output(quiet=args.quiet, json=args.json_)
     # 1. Validate everything, and read both files, before anything heavy is imported or loaded.
     from sdcli import remake
 
