@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from sdcli import __version__
+from sdcli import __version__, options
 from sdcli.commands.download import download
 from sdcli.commands.generate import generate
 from sdcli.commands.img2img import img2img
@@ -112,18 +112,12 @@ def root(
     # Config-file defaults become Click's default_map: SDCLI_* variables and flags still win over them.
     loaded = config.load()
     if loaded:
-        ctx.default_map = config.default_map(loaded, command_options(ctx))
+        ctx.default_map = config.default_map(loaded, options.command_options(ctx))
 
 
 app.command("generate")(generate)
 app.command("download")(download)
 app.command("info")(info)
-
-
-def command_options(ctx: typer.Context) -> dict[str, dict[str, Any]]:
-    """Each command's options by name, with the environment variable each reads (or None)."""
-    commands = getattr(ctx.find_root().command, "commands", {})
-    return {name: {p.name: p.envvar for p in cmd.params if p.name} for name, cmd in commands.items()}
 
 
 app.command("img2img")(img2img)

@@ -341,6 +341,12 @@ _ARG_DEFAULTS = {f.name: f.default for f in fields(ImageArgs)}
 _LISTS = ("lora", "embedding")  # repeatable: Typer gives a list or None, ImageArgs holds a tuple
 
 
+def command_options(ctx: typer.Context) -> dict[str, dict[str, Any]]:
+    """Each command's options by name, with the environment variable each reads (or None)."""
+    commands = getattr(ctx.find_root().command, "commands", {})
+    return {name: {p.name: p.envvar for p in cmd.params if p.name} for name, cmd in commands.items()}
+
+
 def given_on_command_line(ctx: typer.Context) -> frozenset[str]:
     return frozenset(
         name
