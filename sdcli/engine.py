@@ -91,6 +91,7 @@ def base_record(model: LoadedModel, request: GenerationRequest, width: int, heig
         "loras": list(model.loras) or None,
         "embeddings": list(model.embeddings) or None,
         "versions": versions(),
+        **request.extra,  # what the request was made from: a dynamic prompt's template
     }
 
 

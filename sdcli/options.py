@@ -185,6 +185,15 @@ PromptsFile = Annotated[
         help="One prompt per line (# comments), or JSON Lines with per-line options; - reads stdin.",
     ),
 ]
+Wildcards = Annotated[
+    Path | None,
+    typer.Option(
+        "--wildcards",
+        envvar="SDCLI_WILDCARDS",
+        metavar="DIR",
+        help="Folder of NAME.txt wildcard files (one choice per line) for __NAME__ in prompts.",
+    ),
+]
 Grid = Annotated[bool, typer.Option("--grid", help="Also write a contact sheet of the run's images.")]
 GridRows = Annotated[int | None, typer.Option(help="Rows of the --grid sheet (default: near-square).")]
 # img2img and inpaint

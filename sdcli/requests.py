@@ -102,7 +102,7 @@ class GenerationRequest:
     batch_size: int = 1
     strength: float | None = None  # img2img / inpaint only
     first_index: int = 0  # index of this request's first image within its run (one image per process share)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded in the image's metadata as it is
     clip_skip: int = 1  # A1111 numbering: 1 = the text encoder's last layer
     weighting: str = "a1111"
     long_prompts: bool = True  # False: cut prompts at the text encoder's 75 tokens, with a warning

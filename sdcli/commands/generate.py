@@ -20,6 +20,7 @@ def generate(
     args: ImageArgs,
     prompt: Annotated[str | None, typer.Argument(help="What to draw; - reads it from stdin.")] = None,
     prompts_file: opt.PromptsFile = None,
+    wildcards: opt.Wildcards = None,
     grid: opt.Grid = False,
     grid_rows: opt.GridRows = None,
 ) -> None:
@@ -31,7 +32,7 @@ def generate(
     args = remake.apply(args)
     model_request = args.model_request()
 
-    from sdcli import distributed, prompt_files
+    from sdcli import distributed, dynamic_prompts, prompt_files
 
     if prompts_file is not None:
         if args.prompt is not None:
@@ -40,6 +41,7 @@ def generate(
         lines = prompt_files.parse(prompt_files.read_text(prompts_file), defaults)
     else:
         lines = [prompt_files.PromptLine(0, args.generation_request())]
+    lines = dynamic_prompts.expand(lines, wildcards)  # {a|b} and __name__: one line per image, each resolved
     processes = distributed.current()
     if processes.device and model_request.device == "auto":
         model_request = replace(model_request, device=processes.device)
