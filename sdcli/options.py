@@ -194,6 +194,15 @@ Wildcards = Annotated[
         help="Folder of NAME.txt wildcard files (one choice per line) for __NAME__ in prompts.",
     ),
 ]
+XY = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--xy",
+        metavar="AXIS=V1,V2,...",
+        help="A1111's X/Y/Z plot: one image per combination and a labelled sheet. Repeat for Y and Z. "
+        "AXIS: steps, cfg, seed, width, height, clip-skip, negative, prompt (search/replace).",
+    ),
+]
 Grid = Annotated[bool, typer.Option("--grid", help="Also write a contact sheet of the run's images.")]
 GridRows = Annotated[int | None, typer.Option(help="Rows of the --grid sheet (default: near-square).")]
 # img2img and inpaint

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from sdcli.distributed import Processes
     from sdcli.jobs import Job, JobInputs, Written
     from sdcli.outputs import OutputPlan
+    from sdcli.xy_plot import Axis
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,13 @@ class Tally:
 
 
 def execute(
-    out: Output, plan: RunPlan, *, processes: Processes, grid: bool = False, grid_rows: int | None = None
+    out: Output,
+    plan: RunPlan,
+    *,
+    processes: Processes,
+    grid: bool = False,
+    grid_rows: int | None = None,
+    xy: list[Axis] | None = None,
 ) -> None:
     """Load the model once, write each job's images as they come, then report; Ctrl-C or SIGTERM stops
     between images, keeps what was written, and still prints the summary."""
@@ -125,6 +132,8 @@ def execute(
         raise
     if grid and tally.written and processes.is_main:
         write_grid(out, tally.written, grid_rows, with_metadata=plan.with_metadata)
+    if xy and tally.written and processes.is_main:
+        write_xy(out, tally.written, xy, plan.jobs[0].request.count, with_metadata=plan.with_metadata)
     summarize(out, tally, total, began, processes)
 
 
@@ -161,6 +170,41 @@ def write_grid(out: Output, written: list[Written], rows: int | None, *, with_me
         out.data({"type": "grid", "path": str(path), "rows": n_rows, "columns": n_cols})
     else:
         out.info(f"grid: {path}")
+
+
+def write_xy(
+    out: Output, written: list[Written], axes: list[Axis], per_cell: int, *, with_metadata: bool
+) -> None:
+    """The X/Y plot: each cell's first image, one labelled sheet per Z value."""
+    from PIL import Image
+
+    from sdcli import metadata, outputs, xy_plot
+
+    columns, rows, sheets = xy_plot.layout(axes)
+    first_of_cell = {
+        r.index // per_cell: r.path for r in written if r.path is not None and r.index % per_cell == 0
+    }
+    first = written[0]
+    assert first.path is not None
+    record = {**first.record, "xy": dict(zip("xyz", (axis.as_record() for axis in axes), strict=False))}
+    info = metadata.png_info(record) if with_metadata else None
+    for z in range(sheets):
+        tiles = []
+        for k in range(z * columns * rows, (z + 1) * columns * rows):
+            path = first_of_cell.get(k)
+            if path is None:
+                tiles.append(None)
+                continue
+            with Image.open(path) as im:
+                tiles.append(im.convert("RGB"))
+        if not any(tiles):
+            continue
+        name = f"xy-{first.path.stem}" + (f"-z{z + 1}" if sheets > 1 else "") + ".png"
+        path = outputs.write_png(xy_plot.sheet(tiles, axes), first.path.parent / name, info, unique=True)
+        if out.json:
+            out.data({"type": "xy", "path": str(path), "columns": columns, "rows": rows})
+        else:
+            out.info(f"xy plot: {path}")
 
 
 def summarize(

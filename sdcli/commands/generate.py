@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,10 @@ from sdcli.console import Output
 from sdcli.errors import UsageError
 from sdcli.image_args import ImageArgs
 
+if TYPE_CHECKING:
+    from sdcli.prompt_files import PromptLine
+    from sdcli.xy_plot import Axis
+
 
 @opt.image_options
 def generate(
@@ -21,6 +25,7 @@ def generate(
     prompt: Annotated[str | None, typer.Argument(help="What to draw; - reads it from stdin.")] = None,
     prompts_file: opt.PromptsFile = None,
     wildcards: opt.Wildcards = None,
+    xy: opt.XY = None,
     grid: opt.Grid = False,
     grid_rows: opt.GridRows = None,
 ) -> None:
@@ -32,13 +37,18 @@ def generate(
     args = remake.apply(args)
     model_request = args.model_request()
 
-    from sdcli import distributed, dynamic_prompts, prompt_files
+    from sdcli import distributed, dynamic_prompts, prompt_files, xy_plot
 
+    axes = xy_plot.parse_all(xy or [])
     if prompts_file is not None:
         if args.prompt is not None:
             raise UsageError("give a PROMPT or --prompts-file, not both")
+        if axes:
+            raise UsageError("--xy plots one PROMPT, not a --prompts-file")
         defaults = args.generation_request(prompt="")
         lines = prompt_files.parse(prompt_files.read_text(prompts_file), defaults)
+    elif axes:
+        lines = xy_lines(args, axes)
     else:
         lines = [prompt_files.PromptLine(0, args.generation_request())]
     lines = dynamic_prompts.expand(lines, wildcards)  # {a|b} and __name__: one line per image, each resolved
@@ -48,4 +58,16 @@ def generate(
     work = [common.JobSpec(line.request, line=line.line) for line in distributed.spread(lines, processes)]
     plan = common.plan_run(args, model_request, work, count=sum(line.request.count for line in lines))
     # 2. Load the model once; 3. write each image as soon as it is decoded.
-    common.execute(out, plan, processes=processes, grid=grid, grid_rows=grid_rows)
+    common.execute(out, plan, processes=processes, grid=grid, grid_rows=grid_rows, xy=axes)
+
+
+def xy_lines(args: ImageArgs, axes: list[Axis]) -> list[PromptLine]:
+    """One line per cell, all at the first cell's seed unless seed is an axis; cell k's images come k-th."""
+    from sdcli import prompt_files, xy_plot
+
+    first = args.generation_request()  # reads a "-" prompt once and draws the seed once
+    args = replace(args, prompt=first.prompt, seed=args.seed if args.seed is not None else first.seed)
+    return [
+        prompt_files.PromptLine(0, replace(cell.generation_request(), first_index=k * first.count))
+        for k, cell in enumerate(xy_plot.cells(args, axes))
+    ]
