@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sdcli.console import Output
 from sdcli.errors import CheckFailed, ExitCode, SdcliError, UsageError
@@ -189,7 +189,7 @@ def write_xy(
     record = {**first.record, "xy": dict(zip("xyz", (axis.as_record() for axis in axes), strict=False))}
     info = metadata.png_info(record) if with_metadata else None
     for z in range(sheets):
-        tiles = []
+        tiles: list[Any] = []
         for k in range(z * columns * rows, (z + 1) * columns * rows):
             path = first_of_cell.get(k)
             if path is None:
