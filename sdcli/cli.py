@@ -10,12 +10,12 @@ import gc
 import os
 import sys
 import traceback
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
-from sdcli import __version__
+from sdcli import __version__, signals
 from sdcli.commands.download import download
 from sdcli.commands.generate import generate
 from sdcli.commands.img2img import img2img
@@ -29,14 +29,18 @@ class SdcliGroup(TyperGroup):
     """Catches errors once, for the real CLI and for tests that invoke the app in-process alike."""
 
     def invoke(self, ctx: Any) -> Any:  # Typer's vendored click.Context
+        signals.install()
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            signals.check()  # a signal whose exception was dropped (raised in a __del__) still stops
+            return result
+        except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM (signals.Terminated)
+            stopped(ctx, exc)
         except SdcliError as exc:
+            if signals.received() is not None:  # the signal's exception was caught and turned into this
+                stopped(ctx, exc)
             report(ctx, exc.message, exc.hint, exc)
             ctx.exit(int(exc.exit_code))
-        except KeyboardInterrupt as exc:
-            report(ctx, "interrupted", None, exc)
-            ctx.exit(int(ExitCode.INTERRUPTED))
         except BrokenPipeError:
             # The reader went away (`sdcli ... | head`): stop quietly, as a process killed by SIGPIPE would.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -44,6 +48,8 @@ class SdcliGroup(TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException):  # Typer's own usage errors and exits
             raise
         except Exception as exc:
+            if signals.received() is not None:  # e.g. wrapped in "Failed to import diffusers.pipelines..."
+                stopped(ctx, exc)
             code, message, hint = classify(exc)
             report(ctx, message, hint, exc)
             ctx.exit(int(code))
@@ -72,6 +78,12 @@ def classify(exc: Exception) -> tuple[ExitCode, str, str | None]:
         f"unexpected failure: {type(exc).__name__}: {first}",
         "run again with --debug for details",
     )
+
+
+def stopped(ctx: typer.Context, exc: BaseException) -> NoReturn:
+    code = signals.exit_code(exc)
+    report(ctx, "terminated" if code == ExitCode.TERMINATED else "interrupted", None, exc)
+    ctx.exit(int(code))
 
 
 def report(ctx: typer.Context, message: str, hint: str | None, exc: BaseException) -> None:
@@ -132,8 +144,17 @@ app.command("inpaint")(inpaint)
 
 
 def main() -> None:
+    signals.install()  # from here on, a signal at any moment exits 130/143
     try:
         app(prog_name="sdcli")
+    except SystemExit as exc:
+        # A signal outside a command (parsing, or during the error report itself) reaches Click, which
+        # prints "Aborted!" and exits 1.
+        code = signals.exit_code()
+        if signals.received() is not None and exc.code != int(code):
+            Output().error("terminated" if code == ExitCode.TERMINATED else "interrupted")
+            raise SystemExit(int(code)) from None
+        raise
     finally:
         # After a model ran, the process holds ~500k objects from torch, transformers and diffusers, and the
         # garbage collections Python runs while tearing them down kept the process alive ~3 s after the last

@@ -141,6 +141,7 @@ def execute(
             loaded = pipelines.load_model(model_request)
             if task is not None:
                 loaded = pipelines.for_task(loaded, task)
+            signals.check()  # a signal during loading may have been caught by the libraries: stop here
             progress.done(loading)
             for note in loaded.notes:
                 out.warn(note)
@@ -152,9 +153,10 @@ def execute(
                 plan,
                 with_metadata=with_metadata,
                 keep_filtered=keep_filtered,
-                on_step=lambda done, of: progress.update(steps_bar, completed=done, total=of),
+                on_step=lambda done, of: step(progress, steps_bar, done, of),
             ):
                 report(out, result, tally, processes)
+                signals.check()
                 progress.update(images_bar, advance=1)
     except (KeyboardInterrupt, SdcliError) as exc:
         if isinstance(exc, KeyboardInterrupt) or exc.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
@@ -163,6 +165,13 @@ def execute(
     if grid and tally.written and processes.is_main:
         write_grid(out, tally.written, plan, grid_rows)
     summarize(out, tally, total, began, processes)
+
+
+def step(progress: Any, bar: Any, done: int, of: int) -> None:
+    from sdcli import signals
+
+    signals.check()  # every denoising step: a lost signal stops the image in progress
+    progress.update(bar, completed=done, total=of)
 
 
 def report(out: Output, result: Written, tally: Tally, processes: Processes) -> None:

@@ -1,0 +1,70 @@
+"""A signal at any moment of a run (start-up, model load, images) stops it with 130/143 (issue #22)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+COUNT = 20
+EXPECTED = {signal.SIGTERM: 143, signal.SIGINT: 130}
+
+
+def start(tiny_sd: Path, out: Path) -> subprocess.Popen[str]:
+    args = ["generate", "a cat", "-m", str(tiny_sd), "--steps", "2", "-c", str(COUNT), "--seed", "1"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "sdcli", *args, "-o", f"{out}/"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def check_stopped(proc: subprocess.Popen[str], signum: int, out: Path, when: str) -> None:
+    stdout, stderr = proc.communicate(timeout=60)
+    code = proc.returncode
+    # Before sdcli's handler is installed (interpreter start-up) the default action kills the process,
+    # which a shell reports as 128 + signal too.
+    assert code in (EXPECTED[signum], -signum), f"{when}: exit {code}\n{stderr}"
+    assert "Traceback" not in stderr and "Failed to import" not in stderr, f"{when}: {stderr}"
+    if code > 0:
+        assert stderr.strip().splitlines()[-1] in ("error: terminated", "error: interrupted"), stderr
+    written = sorted(out.glob("*.png")) if out.exists() else []
+    assert len(written) < COUNT, f"{when}: the run went on to write every image"
+    for path in written:  # what was written is complete
+        with Image.open(path) as im:
+            im.load()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.3, 3.0, 5.5])
+def test_signal_at_any_moment_of_start_up_and_load_stops_the_run(
+    tiny_sd: Path, tmp_path: Path, delay: float
+) -> None:
+    signum = signal.SIGINT if delay == 3.0 else signal.SIGTERM
+    proc = start(tiny_sd, tmp_path / "out")
+    time.sleep(delay)
+    if proc.poll() is not None:
+        pytest.fail(f"the run ended before {delay}s: {proc.communicate()[1]}")
+    proc.send_signal(signum)
+    check_stopped(proc, signum, tmp_path / "out", f"{signal.Signals(signum).name} at {delay}s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM])
+def test_signal_after_the_first_image_keeps_it_and_stops(tiny_sd: Path, tmp_path: Path, signum: int) -> None:
+    proc = start(tiny_sd, tmp_path / "out")
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # the first image's path: images are being made now
+    proc.send_signal(signum)
+    check_stopped(proc, signum, tmp_path / "out", "after the first image")
+    assert Path(first.strip()).exists()
