@@ -22,7 +22,7 @@ from sdcli.commands.img2img import img2img
 from sdcli.commands.info import info
 from sdcli.commands.inpaint import inpaint
 from sdcli.console import Output
-from sdcli.errors import ExitCode, SdcliError
+from sdcli.errors import ExitCode, SdcliError, is_allocation_failure
 
 
 class SdcliGroup(TyperGroup):
@@ -66,7 +66,7 @@ class SdcliGroup(TyperGroup):
 
 def classify(exc: Exception) -> tuple[ExitCode, str, str | None]:
     # Checked by name so this module never imports torch.
-    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()[:200]:
+    if is_allocation_failure(exc) or "out of memory" in str(exc).lower()[:200]:
         return (
             ExitCode.OUT_OF_MEMORY,
             "out of memory",

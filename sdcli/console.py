@@ -43,7 +43,7 @@ class Output:
 
     def data(self, obj: Any) -> None:
         """One JSON object per line on stdout, flushed so a pipe reader sees it at once."""
-        sys.stdout.write(json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n")
         sys.stdout.flush()
 
     def result(self, text: str) -> None:

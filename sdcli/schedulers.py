@@ -7,6 +7,7 @@ Everything here is pure data and string handling, except `build`, which imports 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -250,6 +251,28 @@ def names() -> list[dict[str, Any]]:
     return [{"name": s.name, "class": s.cls, "schedules": list(s.schedules)} for s in SAMPLERS]
 
 
+_NON_FINITE = {"Infinity": float("inf"), "-Infinity": float("-inf"), "NaN": float("nan")}
+
+
+def storable(value: Any) -> Any:
+    """A scheduler config value as strict JSON can hold it: diffusers' own defaults include -inf
+    (DPMSolverMultistep's lambda_min_clipped), which json.dumps would write as a bare -Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
+
+
+def restored(value: Any) -> Any:
+    """The inverse of `storable`, for a config read back from an image."""
+    if isinstance(value, str):
+        return _NON_FINITE.get(value, value)
+    if isinstance(value, list):
+        return [restored(v) for v in value]
+    return value
+
+
 def from_state(class_name: str, config: Mapping[str, Any]) -> Any:
     """Rebuild the exact scheduler an image recorded (class name and full config)."""
     import diffusers
@@ -257,4 +280,4 @@ def from_state(class_name: str, config: Mapping[str, Any]) -> Any:
     cls = getattr(diffusers, class_name, None)
     if cls is None or not class_name.endswith("Scheduler"):
         raise UsageError(f"the image's scheduler {class_name!r} is not one this diffusers provides")
-    return cls.from_config(dict(config))
+    return cls.from_config({key: restored(value) for key, value in dict(config).items()})

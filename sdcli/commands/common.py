@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 
 def read_prompt(prompt: str | None) -> str:
     if prompt == "-":
-        prompt = sys.stdin.read().strip()
+        try:
+            prompt = sys.stdin.read().strip()
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"the prompt on stdin is not valid UTF-8 text ({exc.reason})") from None
     if not prompt:
         raise UsageError("no prompt given", hint='sdcli generate "a cat wearing a hat" (or - to read stdin)')
     return prompt

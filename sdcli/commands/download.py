@@ -198,4 +198,4 @@ def _emit(line: str) -> None:
 
 
 def _emit_json(obj: dict[str, Any]) -> None:
-    _emit(json.dumps(obj, ensure_ascii=False))
+    _emit(json.dumps(obj, ensure_ascii=False, allow_nan=False))
