@@ -91,6 +91,16 @@ def check_template(template: str) -> None:
             f"--output template has unknown key(s): {', '.join(sorted(k or '{}' for k in unknown))}",
             hint=f"use {', '.join('{' + k + '}' for k in sorted(TEMPLATE_KEYS))}",
         )
+    # Keys are known, but a format spec or conversion may not suit the value ({seed:s}, {index!x}):
+    # fill the template once with values of the right types, so it fails here and not after loading.
+    sample: dict[str, Any] = {key: "x" for key in TEMPLATE_KEYS} | {"seed": 0, "index": 0, "line": 0}
+    try:
+        template.format(**sample)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        raise UsageError(
+            f"--output template {template!r}: {exc}",
+            hint="{seed}, {index} and {line} are numbers (e.g. {index:04d}), the other keys text",
+        ) from None
 
 
 def safe_name(text: str, max_bytes: int = SLUG_BYTES) -> str:
@@ -153,9 +163,15 @@ def check_free(paths: list[Path], plan: OutputPlan) -> None:
     if not plan.explicit:
         return
     if len(set(paths)) < len(paths):
-        raise UsageError(
-            "--output template gives the same name to several images", hint="add {seed} or {index}"
+        # With {input}, the clash is between inputs of the same name in different folders: every input
+        # gets the same seeds and indexes, so neither {seed} nor {index} would tell them apart.
+        hint = (
+            "inputs in different folders share a file name, and {input} is the name without its folder: "
+            "rename one, or run each folder with its own --output"
+            if "input" in _keys(plan.template)
+            else "add {seed} or {index}"
         )
+        raise UsageError("--output template gives the same name to several images", hint=hint)
     taken = [p for p in paths if p.exists()]
     if taken and not plan.overwrite:
         raise OutputError(

@@ -86,6 +86,10 @@ class ModelRequest:
             raise UsageError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.rng not in ("cpu", "device"):
             raise UsageError(f"--rng {self.rng!r} is not one of cpu, device")
+        if self.scheduler_state is None:  # else the image's exact scheduler is used, whatever its name
+            from sdcli import schedulers
+
+            schedulers.check_names(self.scheduler, self.schedule)  # not only once the model has loaded
         checkpoints.refuse_pickle(model, self.allow_pickle, "--model")
         adapters.validated(self.loras, self.embeddings, self.allow_pickle)
         return replace(self, model=model, memory=self.memory.validated())
