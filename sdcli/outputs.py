@@ -192,6 +192,8 @@ def write_png(
         raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):  # mkstemp's 0600 -> the mode any new file gets: 0666 less the umask
+                os.fchmod(handle.fileno(), 0o666 & ~_umask())
             image.save(handle, format="PNG", pnginfo=pnginfo)
             handle.flush()
             os.fsync(handle.fileno())
@@ -204,6 +206,12 @@ def write_png(
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _link_exclusive(tmp: str, path: Path, unique: bool) -> Path:
