@@ -87,3 +87,11 @@ def test_tokens_never_printed_even_in_debug_tracebacks(cli, monkeypatch, debug: 
     assert ("Traceback" in result.stderr) == debug
     assert TOKEN not in result.stderr and "not-token-shaped-secret" not in result.stderr
     assert "hf_***" in result.stderr
+
+
+@pytest.mark.parametrize("model", ["../../etc", "/etc", "a b"])
+def test_download_of_a_path_offline_does_not_suggest_downloading_it(cli, model: str) -> None:
+    result = cli("download", model, "--offline")
+    assert result.exit_code == 2, result.stderr
+    assert f"'{model}' is not a valid model id" in result.stderr
+    assert "sdcli download" not in result.stderr and "local cache" not in result.stderr
