@@ -68,3 +68,51 @@ def test_signal_after_the_first_image_keeps_it_and_stops(tiny_sd: Path, tmp_path
     proc.send_signal(signum)
     check_stopped(proc, signum, tmp_path / "out", "after the first image")
     assert Path(first.strip()).exists()
+
+
+@pytest.fixture
+def no_signal_left():
+    from sdcli import signals
+
+    signals.reset()
+    yield
+    signals.reset()
+
+
+class _SignalInDel:
+    """A signal that arrives while Python runs a __del__: the exception is printed and dropped."""
+
+    def __del__(self) -> None:
+        from sdcli import signals
+
+        signals._on_signal(signal.SIGTERM, None)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_signal_dropped_inside_a_del_still_stops_the_run(cli, monkeypatch, no_signal_left) -> None:
+    from sdcli import pipelines
+
+    def load_model(request):
+        _SignalInDel()  # collected at once: "Exception ignored in ... __del__", and loading goes on
+        return object()
+
+    monkeypatch.setattr(pipelines, "load_model", load_model)
+    result = cli("generate", "a cat", "-m", "some/model", "-c", "3")
+    assert result.exit_code == 143, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: terminated"
+    assert not list(Path().glob("outputs/*.png"))
+
+
+def test_signal_wrapped_by_a_library_still_exits_143(cli, monkeypatch, no_signal_left) -> None:
+    from sdcli import pipelines, signals
+
+    def load_model(request):
+        try:
+            signals._on_signal(signal.SIGTERM, None)
+        except BaseException as exc:  # what an over-eager `except BaseException` wrapper does
+            raise RuntimeError("Failed to import diffusers.pipelines.stable_diffusion") from exc
+
+    monkeypatch.setattr(pipelines, "load_model", load_model)
+    result = cli("generate", "a cat", "-m", "some/model")
+    assert result.exit_code == 143, result.stderr
+    assert "Failed to import" not in result.stderr and "error: terminated" in result.stderr
