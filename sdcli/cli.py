@@ -12,6 +12,9 @@ import sys
 import traceback
 from typing import Annotated, Any, NoReturn
 
+from sdcli import startup  # first: a signal while the modules below import exits 130/143, one line
+
+# isort: split
 import typer
 from typer.core import TyperGroup
 
@@ -191,12 +194,17 @@ def command_options(ctx: typer.Context) -> dict[str, dict[str, Any]]:
 
 app.command("img2img")(img2img)
 app.command("inpaint")(inpaint)
+startup.done()  # main() installs sdcli.signals' handlers; in-process users get theirs back
 
 
 def main() -> None:
     signals.install()  # from here on, a signal at any moment exits 130/143
     try:
         app(prog_name="sdcli")
+    except KeyboardInterrupt as exc:  # a signal while Typer builds the Click command, before Click's try
+        code = signals.exit_code(exc)
+        Output().error("terminated" if code == ExitCode.TERMINATED else "interrupted")
+        raise SystemExit(int(code)) from None
     except SystemExit as exc:
         # A signal outside a command (parsing, or during the error report itself) reaches Click, which
         # prints "Aborted!" and exits 1.

@@ -57,11 +57,13 @@ def reset() -> None:
 
 
 def install() -> None:
-    """Handle SIGINT and SIGTERM from now on (idempotent: a signal already received is kept)."""
+    """Handle SIGINT and SIGTERM from now on (idempotent: a signal already received is kept). A signal the
+    parent set to be ignored stays ignored: a shell script's background job must outlive a Ctrl-C."""
     # Signal handlers can only be set from the main thread (not, e.g., from a test runner's worker thread).
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, _on_signal)
 
 
 terminate_like_interrupt = install  # the name callers knew it by

@@ -46,11 +46,18 @@ def check_stopped(proc: subprocess.Popen[str], signum: int, out: Path, when: str
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.3, 3.0, 5.5])
+@pytest.mark.parametrize(
+    ("delay", "signum"),
+    [
+        (0.15, signal.SIGINT),  # while the CLI's modules import (sdcli.startup)
+        (0.3, signal.SIGTERM),
+        (3.0, signal.SIGINT),  # torch, diffusers and transformers importing
+        (5.5, signal.SIGTERM),  # the pipeline loading: once exit 1 "Failed to import diffusers.pipelines"
+    ],
+)
 def test_signal_at_any_moment_of_start_up_and_load_stops_the_run(
-    tiny_sd: Path, tmp_path: Path, delay: float
+    tiny_sd: Path, tmp_path: Path, delay: float, signum: int
 ) -> None:
-    signum = signal.SIGINT if delay == 3.0 else signal.SIGTERM
     proc = start(tiny_sd, tmp_path / "out")
     time.sleep(delay)
     if proc.poll() is not None:
