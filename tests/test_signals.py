@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-COUNT = 20
+COUNT = 200  # far more than can be made before the last signal of the sweep, however fast the machine
 EXPECTED = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
 
@@ -30,7 +30,12 @@ def start(tiny_sd: Path, out: Path) -> subprocess.Popen[str]:
 
 
 def check_stopped(proc: subprocess.Popen[str], signum: int, out: Path, when: str) -> None:
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"{when}: still running 60 s after the signal")
     code = proc.returncode
     # Before sdcli's handler is installed (interpreter start-up) the default action kills the process,
     # which a shell reports as 128 + signal too.
