@@ -133,18 +133,31 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             header = json.loads(f.read(length))
     except (OSError, ValueError, struct.error) as exc:
         raise UsageError(f"{path.name} is not a readable .safetensors file ({exc})") from exc
-    return {key: tuple(value["shape"]) for key, value in header.items() if key != "__metadata__"}
+    try:  # the header parsed as JSON, but may not be an object of {"shape": [ints], ...} entries
+        return {
+            str(key): tuple(int(n) for n in value["shape"])
+            for key, value in header.items()
+            if key != "__metadata__"
+        }
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        raise UsageError(
+            f"{path.name} is not a readable .safetensors file (its header is not a table of tensors)"
+        ) from exc
 
 
 def load_pickle(path: Path) -> dict[str, Any]:
     """A pickled state dict, tensors only: `weights_only=True` refuses any other object in the file."""
     import pickle
+    import warnings
     import zipfile
 
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        # torch warns about the pickle protocol of a file it is about to refuse: the error says it all.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         raise UsageError(
             f"{path.name} holds Python objects other than tensors; sdcli does not load those",

@@ -7,6 +7,7 @@ honours NO_COLOR and TERM=dumb.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,12 +17,23 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
+# C0 and C1 controls, and the Unicode line and paragraph separators a terminal may break lines at.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
 
 def escape(text: str) -> str:
     # Imported on first use: rich.markup pulls in rich.text (~0.02 s), which `--help` never needs.
     from rich.markup import escape as rich_escape
 
     return rich_escape(text)
+
+
+def for_people(text: str) -> str:
+    """What reaches stderr: one line per message (a newline in a path or a prompt is shown as `\\n`, and no
+    control character reaches the terminal), and never a Hub token (`hf_...`, or HF_TOKEN's value)."""
+    from sdcli.hub_errors import redact
+
+    return redact(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text))
 
 
 def _stderr_console() -> Console:
@@ -53,7 +65,7 @@ class Output:
 
     def data(self, obj: Any) -> None:
         """One JSON object per line on stdout, flushed so a pipe reader sees it at once."""
-        sys.stdout.write(json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n")
         sys.stdout.flush()
 
     def result(self, text: str) -> None:
@@ -62,16 +74,16 @@ class Output:
 
     def info(self, text: str) -> None:
         if not (self.quiet or self.json):
-            self.err.print(escape(text))
+            self.err.print(escape(for_people(text)))
 
     def warn(self, text: str) -> None:
         if not self.quiet:
-            self.err.print(f"[yellow]warning:[/yellow] {escape(text)}")
+            self.err.print(f"[yellow]warning:[/yellow] {escape(for_people(text))}")
 
     def error(self, text: str, hint: str | None = None) -> None:
-        self.err.print(f"[bold red]error:[/bold red] {escape(text)}")
+        self.err.print(f"[bold red]error:[/bold red] {escape(for_people(text))}")
         if hint:
-            self.err.print(f"[cyan]hint:[/cyan] {escape(hint)}")
+            self.err.print(f"[cyan]hint:[/cyan] {escape(for_people(hint))}")
 
     @contextmanager
     def progress(self) -> Iterator[Progress]:

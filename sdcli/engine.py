@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdcli import decoding, prompts, schedulers
-from sdcli.errors import OutOfMemory
+from sdcli.errors import OutOfMemory, is_allocation_failure
 from sdcli.pipelines import LoadedModel
 from sdcli.requests import GenerationRequest
 from sdcli.runtime import dtype_name, generators
@@ -61,6 +61,7 @@ def base_record(model: LoadedModel, request: GenerationRequest, width: int, heig
     scheduler = model.pipe.scheduler
     config = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
     sampler, schedule = schedulers.describe(type(scheduler).__name__, config)
+    config = {k: schedulers.storable(v) for k, v in config.items()}  # the record is strict JSON
     return {
         "schema": 1,
         "prompt": request.prompt,
@@ -98,9 +99,7 @@ def base_record(model: LoadedModel, request: GenerationRequest, width: int, heig
 def is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
-    return isinstance(exc, torch.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-    )
+    return isinstance(exc, torch.OutOfMemoryError) or is_allocation_failure(exc)
 
 
 def free_memory(device: Any) -> None:

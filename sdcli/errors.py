@@ -70,3 +70,16 @@ class CheckFailed(SdcliError):
 
 class Interrupted(SdcliError):
     exit_code = ExitCode.INTERRUPTED
+
+
+_OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    """A GPU (torch.OutOfMemoryError, "CUDA/MPS out of memory") or CPU allocation failure: torch's CPU
+    allocator raises a RuntimeError "DefaultCPUAllocator: can't allocate memory", Python a MemoryError.
+    Checked by name and text, so callers need not import torch."""
+    if type(exc).__name__ == "OutOfMemoryError" or isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()[:300]
+    return isinstance(exc, RuntimeError) and any(words in text for words in _OUT_OF_MEMORY_WORDS)

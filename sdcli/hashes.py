@@ -62,7 +62,7 @@ def _store(key: str, entry: dict[str, Any]) -> None:
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with contextlib.suppress(OSError):  # a read-only home must not stop a generation
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, allow_nan=False), encoding="utf-8")
         os.replace(tmp, path)  # atomic: a concurrent reader sees the old or the new file, never half of one
     with contextlib.suppress(OSError):
         tmp.unlink(missing_ok=True)

@@ -71,7 +71,12 @@ class ImageArgs:
         return frozenset(f.name for f in fields(cls)) - {"given", "scheduler_state"}
 
     def read_prompt(self) -> str:
-        prompt = sys.stdin.read().strip() if self.prompt == "-" else self.prompt
+        prompt = self.prompt
+        if prompt == "-":
+            try:
+                prompt = sys.stdin.read().strip()
+            except UnicodeDecodeError as exc:
+                raise UsageError(f"the prompt on stdin is not valid UTF-8 text ({exc.reason})") from None
         if not prompt:
             raise UsageError(
                 "no prompt given", hint='sdcli generate "a cat wearing a hat" (or - to read stdin)'

@@ -142,7 +142,7 @@ def png_info(record: Mapping[str, Any], *, extra: dict[str, str] | None = None) 
     """PNG text chunks for one image: `parameters` (A1111 text) and `sdcli` (the JSON record)."""
     info = PngInfo()
     _add_text(info, "parameters", a1111_parameters(record))
-    _add_text(info, "sdcli", json.dumps(record, ensure_ascii=False, sort_keys=True))
+    _add_text(info, "sdcli", json.dumps(record, ensure_ascii=False, sort_keys=True, allow_nan=False))
     for key, text in (extra or {}).items():
         _add_text(info, key, text)
     return info

@@ -91,6 +91,16 @@ def check_template(template: str) -> None:
             f"--output template has unknown key(s): {', '.join(sorted(k or '{}' for k in unknown))}",
             hint=f"use {', '.join('{' + k + '}' for k in sorted(TEMPLATE_KEYS))}",
         )
+    # Keys are known, but a format spec or conversion may not suit the value ({seed:s}, {index!x}):
+    # fill the template once with values of the right types, so it fails here and not after loading.
+    sample: dict[str, Any] = {key: "x" for key in TEMPLATE_KEYS} | {"seed": 0, "index": 0, "line": 0}
+    try:
+        template.format(**sample)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        raise UsageError(
+            f"--output template {template!r}: {exc}",
+            hint="{seed}, {index} and {line} are numbers (e.g. {index:04d}), the other keys text",
+        ) from None
 
 
 def safe_name(text: str, max_bytes: int = SLUG_BYTES) -> str:
@@ -153,9 +163,15 @@ def check_free(paths: list[Path], plan: OutputPlan) -> None:
     if not plan.explicit:
         return
     if len(set(paths)) < len(paths):
-        raise UsageError(
-            "--output template gives the same name to several images", hint="add {seed} or {index}"
+        # With {input}, the clash is between inputs of the same name in different folders: every input
+        # gets the same seeds and indexes, so neither {seed} nor {index} would tell them apart.
+        hint = (
+            "inputs in different folders share a file name, and {input} is the name without its folder: "
+            "rename one, or run each folder with its own --output"
+            if "input" in _keys(plan.template)
+            else "add {seed} or {index}"
         )
+        raise UsageError("--output template gives the same name to several images", hint=hint)
     taken = [p for p in paths if p.exists()]
     if taken and not plan.overwrite:
         raise OutputError(
@@ -176,6 +192,8 @@ def write_png(
         raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):  # mkstemp's 0600 -> the mode any new file gets: 0666 less the umask
+                os.fchmod(handle.fileno(), 0o666 & ~_umask())
             image.save(handle, format="PNG", pnginfo=pnginfo)
             handle.flush()
             os.fsync(handle.fileno())
@@ -188,6 +206,12 @@ def write_png(
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _link_exclusive(tmp: str, path: Path, unique: bool) -> Path:

@@ -38,13 +38,20 @@ class ModelSource:
 
 
 def read_model_index(folder: Path) -> dict[str, Any]:
+    hint = "point --model at a folder saved with save_pretrained, or a Hub repo id"
     try:
-        return dict(json.loads((folder / "model_index.json").read_text(encoding="utf-8")))
+        data = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelUnavailable(
-            f"{folder.name} has no readable model_index.json: not a diffusers pipeline folder",
-            hint="point --model at a folder saved with save_pretrained, or a Hub repo id",
+            f"{folder.name} has no readable model_index.json: not a diffusers pipeline folder", hint=hint
         ) from exc
+    if not isinstance(data, dict):  # a list, say: dict() of it failed as "unexpected", or passed as {}
+        raise ModelUnavailable(
+            f"{folder.name}/model_index.json is a JSON {type(data).__name__}, not an object: "
+            "not a diffusers pipeline folder",
+            hint=hint,
+        )
+    return data
 
 
 def display_name(model: str) -> str:
@@ -175,6 +182,8 @@ def _load_model(request: ModelRequest) -> LoadedModel:
     dtype, dtype_notes = runtime.resolve_dtype(request.dtype, device)
     options, memory_notes = memory.effective(request.memory, device)
     source = locate(request)
+    # An image's stored scheduler (--from) is rebuilt before the weights load: a bogus one fails fast.
+    stored = schedulers.from_state(*request.scheduler_state) if request.scheduler_state else None
     pipe = load_pipeline(
         source, device, dtype, request.variant, offload=options.offload, safety_checker=request.safety_checker
     )
@@ -182,8 +191,8 @@ def _load_model(request: ModelRequest) -> LoadedModel:
     loras = adapters.load_loras(pipe, request.loras)
     embeddings = adapters.load_embeddings(pipe, request.embeddings)
     memory.apply(pipe, options, device)
-    if request.scheduler_state:
-        pipe.scheduler = schedulers.from_state(*request.scheduler_state)
+    if stored is not None:
+        pipe.scheduler = stored
     elif request.scheduler or request.schedule:
         current, _ = schedulers.describe(type(pipe.scheduler).__name__, pipe.scheduler.config)
         choice = schedulers.resolve(request.scheduler or current, request.schedule)

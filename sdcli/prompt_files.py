@@ -44,7 +44,10 @@ def read_text(path: str) -> str:
     if path == "-":
         import sys
 
-        return sys.stdin.read()
+        try:
+            return sys.stdin.read()
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"--prompts-file -: stdin is not valid UTF-8 text ({exc.reason})") from None
     try:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -16,6 +16,10 @@ MODEL_ALIASES = {"runwayml/stable-diffusion-v1-5": DEFAULT_MODEL}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp16", "bf16", "fp32")
 MAX_SEED = 2**32 - 1  # A1111 and most UIs use 32-bit seeds; keep ours interchangeable
+# Upper bounds, so a typo fails at once instead of allocating until the OOM killer comes (README, exit codes).
+MAX_STEPS = 1000  # SD's schedulers have 1000 training timesteps, and some (DDIM) refuse more steps
+MAX_COUNT = 10_000  # images per prompt: every file name is planned (and checked free) before loading
+MAX_SIZE = 8192  # pixels per side, 16x SD 1.5's own 512: attention memory grows with its fourth power
 
 
 OFFLOAD_MODES = ("none", "model", "sequential")
@@ -108,15 +112,30 @@ class GenerationRequest:
     long_prompts: bool = True  # False: cut prompts at the text encoder's 75 tokens, with a warning
 
     def validated(self) -> GenerationRequest:
+        check_text("the prompt", self.prompt)
+        check_text("--negative", self.negative)
         for name, value in (("--width", self.width), ("--height", self.height)):
             if value is not None and (value <= 0 or value % 8):
                 raise UsageError(f"{name} must be a positive multiple of 8, got {value}")
+            if value is not None and value > MAX_SIZE:
+                raise UsageError(f"{name} must be at most {MAX_SIZE}, got {value}")
         if self.steps < 1:
             raise UsageError(f"--steps must be at least 1, got {self.steps}")
         if self.count < 1:
             raise UsageError(f"--count must be at least 1, got {self.count}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        for name, value, most in (
+            ("--steps", self.steps, MAX_STEPS),
+            ("--count", self.count, MAX_COUNT),
+            ("--batch-size", self.batch_size, MAX_COUNT),
+        ):
+            if value > most:
+                hint = "for more images, run again from the next --seed" if name == "--count" else None
+                raise UsageError(f"{name} must be at most {most}, got {value}", hint=hint)
+        for name, number in (("--guidance", self.guidance), ("--strength", self.strength)):
+            if number is not None and not math.isfinite(number):
+                raise UsageError(f"{name} must be a finite number, got {number}")
         if self.guidance < 0:
             raise UsageError(f"--guidance must be 0 or more, got {self.guidance:g}")
         if self.strength is not None and not 0 < self.strength <= 1:
@@ -142,3 +161,20 @@ class GenerationRequest:
     def seeds(self) -> list[int]:
         assert self.seed is not None, "validated() draws the seed"
         return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.count)]
+
+
+def check_text(name: str, text: str) -> None:
+    """Text that is not valid UTF-8 (bytes from argv or a file, kept as surrogates) fails here, not when the
+    PNG's metadata is written after the model loaded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        chars = exc.object[exc.start : exc.end]
+        try:  # the bytes, as the terminal or file had them
+            raw = repr(chars.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:  # a lone surrogate that was never a byte
+            raw = ascii(chars)
+        raise UsageError(
+            f"{name} is not valid UTF-8 text ({raw} at character {exc.start})",
+            hint="check the terminal's or the file's encoding",
+        ) from None

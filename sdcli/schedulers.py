@@ -7,6 +7,7 @@ Everything here is pure data and string handling, except `build`, which imports 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -243,11 +244,54 @@ def names() -> list[dict[str, Any]]:
     return [{"name": s.name, "class": s.cls, "schedules": list(s.schedules)} for s in SAMPLERS]
 
 
+_NON_FINITE = {"Infinity": float("inf"), "-Infinity": float("-inf"), "NaN": float("nan")}
+
+
+def storable(value: Any) -> Any:
+    """A scheduler config value as strict JSON can hold it: diffusers' own defaults include -inf
+    (DPMSolverMultistep's lambda_min_clipped), which json.dumps would write as a bare -Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
+
+
+def restored(value: Any) -> Any:
+    """The inverse of `storable`, for a config read back from an image."""
+    if isinstance(value, str):
+        return _NON_FINITE.get(value, value)
+    if isinstance(value, list):
+        return [restored(v) for v in value]
+    return value
+
+
+def check_names(scheduler: str | None, schedule: str | None) -> None:
+    """Refuse an unknown --scheduler or --schedule before any model loads (no diffusers import). With a
+    --schedule alone, whether the model's own sampler takes it is known only once the model is loaded."""
+    if scheduler is not None:
+        resolve(scheduler, schedule)
+    elif schedule is not None and _norm(schedule) not in (*DEFAULT_SCHEDULE_NAMES, *_SCHEDULE_BY_KEY):
+        raise _unknown("schedule type", schedule, [*ALL_SCHEDULES, "Automatic"])
+
+
 def from_state(class_name: str, config: Mapping[str, Any]) -> Any:
-    """Rebuild the exact scheduler an image recorded (class name and full config)."""
+    """Rebuild the exact scheduler an image recorded (class name and full config); a record that cannot be
+    rebuilt, or whose scheduler cannot even set its timesteps, is a usage error (the image is bad input)."""
+    import copy
+
     import diffusers
 
-    cls = getattr(diffusers, class_name, None)
+    cls = getattr(diffusers, class_name, None) if class_name.isidentifier() else None
     if cls is None or not class_name.endswith("Scheduler"):
         raise UsageError(f"the image's scheduler {class_name!r} is not one this diffusers provides")
-    return cls.from_config(dict(config))
+    hint = "pass --scheduler to choose one instead of the image's"
+    try:
+        scheduler = cls.from_config({key: restored(value) for key, value in dict(config).items()})
+        copy.deepcopy(scheduler).set_timesteps(2)  # what every image will ask of it, tried now
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UsageError(
+            f"the image's stored {class_name} config is not usable ({type(exc).__name__}: {first})", hint=hint
+        ) from exc
+    return scheduler

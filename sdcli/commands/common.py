@@ -58,7 +58,7 @@ def plan_run(
     `count`: how many images one name template serves (every process's; per input with several inputs)."""
     from datetime import datetime
 
-    from sdcli import hub, jobs, outputs, pipelines
+    from sdcli import hub, jobs, outputs, pipelines, schedulers
 
     default_name = outputs.INPUT_NAME if task else outputs.DEFAULT_NAME
     plan = outputs.plan(
@@ -76,6 +76,8 @@ def plan_run(
         for spec in specs
     ]
     outputs.check_free([path for job in work for path in job.paths], plan)
+    if model.scheduler_state is None:  # else the image's exact scheduler is used, whatever its name
+        schedulers.check_names(model.scheduler, model.schedule)
     if args.offline:
         hub.set_offline()
     return RunPlan(model, work, plan, not args.no_metadata, args.keep_filtered, task, bad_inputs)
@@ -101,7 +103,7 @@ def execute(
     between images, keeps what was written, and still prints the summary."""
     from sdcli import jobs, pipelines, signals
 
-    signals.terminate_like_interrupt()
+    signals.install()
     began = time.perf_counter()
     tally = Tally(bad_inputs=plan.bad_inputs)
     total = sum(job.request.count for job in plan.jobs)
@@ -111,6 +113,7 @@ def execute(
             loaded = pipelines.load_model(plan.model)
             if plan.task is not None:
                 loaded = pipelines.for_task(loaded, plan.task)
+            signals.check()  # a signal during loading may have been caught by the libraries: stop here
             progress.done(loading)
             for note in loaded.notes:
                 out.warn(note)
@@ -122,9 +125,10 @@ def execute(
                 plan.outputs,
                 with_metadata=plan.with_metadata,
                 keep_filtered=plan.keep_filtered,
-                on_step=lambda done, of: progress.update(steps_bar, completed=done, total=of),
+                on_step=lambda done, of: step(progress, steps_bar, done, of),
             ):
                 report(out, result, tally, processes)
+                signals.check()
                 progress.update(images_bar, advance=1)
     except (KeyboardInterrupt, SdcliError) as exc:
         if isinstance(exc, KeyboardInterrupt) or exc.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
@@ -135,6 +139,13 @@ def execute(
     if xy and tally.written and processes.is_main:
         write_xy(out, tally.written, xy, plan.jobs[0].request.count, with_metadata=plan.with_metadata)
     summarize(out, tally, total, began, processes)
+
+
+def step(progress: Any, bar: Any, done: int, of: int) -> None:
+    from sdcli import signals
+
+    signals.check()  # every denoising step: a lost signal stops the image in progress
+    progress.update(bar, completed=done, total=of)
 
 
 def report(out: Output, result: Written, tally: Tally, processes: Processes) -> None:

@@ -146,7 +146,28 @@ def _repo_id(model: str) -> str:
         if model.startswith(prefix):
             parts = model[len(prefix) :].split("/")
             return "/".join(parts[:2])
-    return model.rstrip("/")
+    repo = model.rstrip("/")
+    _check_repo_id(repo)
+    return repo
+
+
+def _check_repo_id(repo: str) -> None:
+    """A path or a malformed id fails here, as it would online: offline it was 'not in the local cache; run
+    `sdcli download ../../etc`', a hint that sends the user round in a circle."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        if repo.startswith((".", "/", "~")) or repo.count("/") > 1:
+            raise HFValidationError("it looks like a path")
+        validate_repo_id(repo)
+    except HFValidationError as exc:
+        reason = (str(exc).strip().splitlines() or ["not owner/name"])[0]
+        raise UsageError(
+            f"'{repo}' is not a valid model id ({reason})",
+            hint="download takes a Hub id like stable-diffusion-v1-5/stable-diffusion-v1-5; "
+            "a local folder needs no download: pass it to --model as it is",
+        ) from None
 
 
 def _fetch(plan: hub.DownloadPlan, to: Path | None, out: Output, *, show_bar: bool) -> hub.DownloadResult:
@@ -188,4 +209,4 @@ def _emit(line: str) -> None:
 
 
 def _emit_json(obj: dict[str, Any]) -> None:
-    _emit(json.dumps(obj, ensure_ascii=False))
+    _emit(json.dumps(obj, ensure_ascii=False, allow_nan=False))
