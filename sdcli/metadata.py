@@ -30,8 +30,18 @@ from sdcli.foreign_metadata import comfyui_fields, invokeai_fields
 SCHEMA = 1
 Value = str | int | float
 
-# A1111's own parser (modules/infotext_utils.py).
+# A1111's own parser (modules/infotext_utils.py), kept as the reference that `_param_pairs` must agree with.
 _PARAM_RE = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# The same matches in one linear pass. `_PARAM_RE.findall` retries at every position after a failed match,
+# and each retry scans the rest of a run of key characters again: quadratic in a line without a colon (40 KB
+# took 12 s). A key starts at the first letter of its run of key characters (findall's matches end in "," and
+# a run never crosses one), so the lookbehind lets a match start only where a run starts and each run is
+# scanned once. The quoted value is the same language, written without nested alternation.
+_PARAM_SCAN_RE = re.compile(
+    r'(?<![\w \-/])[ \-/]*(\w[\w \-/]+):\s*("[^\\"]*(?:\\.[^\\"]*)*"(?=,|$)|[^,]*)(?:,|$)'
+)
+# Real parameter lines have dozens of keys; typing a hostile line's millions would take seconds per million.
+_MAX_PAIRS = 1000
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _FLOAT_RE = re.compile(r"^[+-]?(?:\d+\.\d*|\.\d+)$")
@@ -151,11 +161,18 @@ def png_info(record: Mapping[str, Any], *, extra: dict[str, str] | None = None) 
 # -- parsing A1111 text --------------------------------------------------------------------------------------
 
 
+def _param_pairs(line: str) -> list[tuple[str, str]]:
+    """What `_PARAM_RE.findall(line)` returns, in time linear in the line's length."""
+    return _PARAM_SCAN_RE.findall(line)
+
+
 def _typed(key: str, value: str) -> Value:
     if key in _TEXT_KEYS or "hash" in key.lower():
         return value
     if _INT_RE.match(value):
-        return int(value)
+        with contextlib.suppress(ValueError):  # past Python's 4300-digit limit it stays text
+            return int(value)
+        return value
     if _FLOAT_RE.match(value):
         return float(value)
     return value
@@ -192,28 +209,26 @@ def _split_legacy_sampler(params: dict[str, Value]) -> dict[str, Value]:
     return out
 
 
-def _append_line(text: str, line: str) -> str:
-    return line if text == "" else f"{text}\n{line}"
-
-
 def parse_a1111(text: str) -> A1111Params:
     """Split A1111 `parameters` text into prompt, negative prompt and typed parameters, as A1111 does."""
     *lines, last = text.strip().split("\n")
-    if len(_PARAM_RE.findall(last)) < 3:  # not a parameters line: it belongs to the prompt
+    pairs = _param_pairs(last)
+    if len(pairs) < 3:  # not a parameters line: it belongs to the prompt
         lines.append(last)
-        last = ""
-    prompt = negative = ""
+        pairs = []
+    # Lists joined once: adding line by line to a string copied it for every line (quadratic in line count).
+    prompt: list[str] = []
+    negative: list[str] = []
     in_negative = False
     for line in lines:
         line = line.strip()
         if line.startswith("Negative prompt:"):
             in_negative = True
             line = line[len("Negative prompt:") :].strip()
-        if in_negative:
-            negative = _append_line(negative, line)
-        else:
-            prompt = _append_line(prompt, line)
-    return A1111Params(prompt, negative, _typed_params(_PARAM_RE.findall(last)))
+        target = negative if in_negative else prompt
+        if line or target:  # as in A1111, empty lines before the first text are dropped
+            target.append(line)
+    return A1111Params("\n".join(prompt), "\n".join(negative), _typed_params(pairs[:_MAX_PAIRS]))
 
 
 def _as_int(value: Any) -> int | None:
