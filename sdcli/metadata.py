@@ -13,9 +13,10 @@ import contextlib
 import json
 import os
 import re
+import warnings
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -26,6 +27,7 @@ from PIL.PngImagePlugin import PngInfo
 from sdcli import __version__, schedulers
 from sdcli.errors import UsageError
 from sdcli.foreign_metadata import comfyui_fields, invokeai_fields
+from sdcli.record_shape import is_int, is_number, record_problem
 
 SCHEMA = 1
 Value = str | int | float
@@ -70,6 +72,7 @@ class ImageMetadata:
     parameters: dict[str, Value]  # A1111 keys, typed; Size is split into Width and Height
     record: dict[str, Any] | None  # the sdcli record when the image has one
     raw: dict[str, str]  # every text chunk as found (EXIF UserComment shows up as "parameters")
+    warnings: list[str] = field(default_factory=list)  # metadata found but not usable, and why
 
 
 # -- writing -------------------------------------------------------------------------------------------------
@@ -232,11 +235,11 @@ def parse_a1111(text: str) -> A1111Params:
 
 
 def _as_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if is_int(value) else None
 
 
 def _as_float(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return float(value) if is_number(value) else None
 
 
 def model_name(value: Any) -> str | None:
@@ -328,7 +331,10 @@ def _user_comment(im: Image.Image) -> str | None:
     # Pillow loads the whole image to look for a PNG eXIf chunk that comes after the pixels: skip that case.
     if im.format == "PNG" and "exif" not in im.info:
         return None
-    value = im.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    try:
+        value = im.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    except Exception:  # Pillow's EXIF parser meets malformed data with struct, key, type and index errors
+        return None
     return decode_user_comment(value) if isinstance(value, bytes | str) else None
 
 
@@ -348,38 +354,67 @@ def _raw_texts(im: Image.Image) -> dict[str, str]:
 def _json_object(text: str | None) -> dict[str, Any] | None:
     try:
         value = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the interpreter's stack
         return None
     return value if isinstance(value, dict) else None
 
 
+def _chunk_object(raw: dict[str, str], key: str, what: str, problems: list[str]) -> dict[str, Any] | None:
+    """The JSON object in chunk `key`; a chunk that looks like JSON but is not an object adds a warning."""
+    text = raw.get(key)
+    found = _json_object(text)
+    if found is None and text is not None and text.lstrip()[:1] in ("{", "["):
+        problems.append(f"its {key!r} text is not valid {what} metadata; ignored")
+    return found
+
+
+def _sdcli_record(raw: dict[str, str], problems: list[str]) -> dict[str, Any] | None:
+    if "sdcli" not in raw:
+        return None
+    record = _json_object(raw["sdcli"])
+    problem = "not a JSON object" if record is None else record_problem(record)
+    if problem is not None:
+        problems.append(f"its 'sdcli' text is not valid sdcli metadata ({problem}); ignored")
+        return None
+    return record
+
+
 def _interpret(name: str, fmt: str, raw: dict[str, str]) -> ImageMetadata:
-    record = _json_object(raw.get("sdcli"))
+    problems: list[str] = []
+    record = _sdcli_record(raw, problems)
     parameters_text = (raw.get("parameters") or "").strip()
     if record is not None:
         params = parse_a1111(parameters_text or a1111_parameters(record)).params
         prompt, negative = record.get("prompt") or "", record.get("negative") or ""
-        return ImageMetadata(name, fmt, "sdcli", prompt, negative, params, record, raw)
+        return ImageMetadata(name, fmt, "sdcli", prompt, negative, params, record, raw, problems)
     if parameters_text:
         parsed = parse_a1111(parameters_text)
-        return ImageMetadata(name, fmt, "a1111", parsed.prompt, parsed.negative, parsed.params, None, raw)
-    graph = _json_object(raw.get("prompt"))
+        return ImageMetadata(
+            name, fmt, "a1111", parsed.prompt, parsed.negative, parsed.params, None, raw, problems
+        )
+    graph = _chunk_object(raw, "prompt", "ComfyUI", problems)
     if graph is not None:
         prompt, negative, params = comfyui_fields(graph)
-        return ImageMetadata(name, fmt, "comfyui", prompt, negative, params, None, raw)
+        return ImageMetadata(name, fmt, "comfyui", prompt, negative, params, None, raw, problems)
     if any(key.startswith("invokeai") for key in raw):
-        prompt, negative, params = invokeai_fields(_json_object(raw.get("invokeai_metadata")) or {})
-        return ImageMetadata(name, fmt, "invokeai", prompt, negative, params, None, raw)
-    return ImageMetadata(name, fmt, None, None, None, {}, None, raw)
+        prompt, negative, params = invokeai_fields(
+            _chunk_object(raw, "invokeai_metadata", "InvokeAI", problems) or {}
+        )
+        return ImageMetadata(name, fmt, "invokeai", prompt, negative, params, None, raw, problems)
+    return ImageMetadata(name, fmt, None, None, None, {}, None, raw, problems)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
     """Read whatever generation parameters an image carries; UsageError if it is not a readable image."""
     name = Path(path).name
     try:
-        with Image.open(path, formats=_FORMATS) as im:
-            fmt = im.format or "?"
-            raw = _raw_texts(im)
+        # Pillow warns (UserWarning, DecompressionBombWarning) about malformed EXIF and huge images on stderr:
+        # what is wrong with a file is this function's answer, not extra lines around it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path, formats=_FORMATS) as im:
+                fmt = im.format or "?"
+                raw = _raw_texts(im)
     except FileNotFoundError as exc:
         raise UsageError(f"{name}: no such file") from exc
     except UnidentifiedImageError as exc:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+import struct
 import time
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from sdcli.metadata import _PARAM_RE, _param_pairs, parse_a1111
+from sdcli.metadata import _PARAM_RE, _param_pairs, parse_a1111, read_metadata, record_for_remake
 
 
 def _png(tmp_path: Path, chunks: dict[str, str], name: str = "x.png") -> Path:
@@ -20,6 +22,11 @@ def _png(tmp_path: Path, chunks: dict[str, str], name: str = "x.png") -> Path:
     path = tmp_path / name
     Image.new("RGB", (8, 8)).save(path, pnginfo=info)
     return path
+
+
+def _flat(text: str) -> str:
+    """Rich wraps table titles to the table's width."""
+    return " ".join(text.split())
 
 
 def _jpeg_with_comment(tmp_path: Path, comment: bytes, name: str = "x.jpg") -> Path:
@@ -78,3 +85,109 @@ def test_cli_info_on_a_long_line_without_a_colon(cli, tmp_path: Path) -> None:
     assert time.perf_counter() - start < 20
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
+
+
+# -- 2. JSON of the wrong shape ------------------------------------------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "sdcli_text",
+    [
+        '{"schema": 1, "versions": 3}',
+        '{"prompt": 5}',
+        '{"schema": 1, "steps": "many"}',
+        '{"schema": 1, "loras": [1, 2]}',
+        '{"schema": 1, "guidance": NaN}',
+        '{"schema": 1, "seed": ' + "9" * 30 + "}",
+        "[1, 2]",
+        DEEP,
+        "{" * 50_000,
+    ],
+    ids=["versions", "prompt", "steps", "loras", "nan", "huge-int", "list", "deep", "unclosed"],
+)
+def test_invalid_sdcli_record_is_a_warning(tmp_path: Path, sdcli_text: str) -> None:
+    parameters = "a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 64x64"
+    meta = read_metadata(_png(tmp_path, {"sdcli": sdcli_text, "parameters": parameters}))
+    assert meta.record is None and meta.source == "a1111" and meta.prompt == "a cat"
+    assert len(meta.warnings) == 1 and "not valid sdcli metadata" in meta.warnings[0]
+
+
+@pytest.mark.parametrize("key", ["prompt", "invokeai_metadata"])
+def test_deep_json_in_other_chunks_is_a_warning(tmp_path: Path, key: str) -> None:
+    meta = read_metadata(_png(tmp_path, {key: DEEP}))
+    assert meta.prompt is None and meta.parameters in ({}, {"RNG": "CPU"})
+    assert len(meta.warnings) == 1 and "is not valid" in meta.warnings[0]
+
+
+def test_cli_reports_a_hostile_record_as_one_warning(cli, tmp_path: Path) -> None:
+    path = _png(tmp_path, {"sdcli": '{"schema": 1, "versions": 3}', "prompt": DEEP, "Software": "x"})
+    result = cli("info", path)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and all(line.startswith("warning: x.png: its ") for line in lines)
+    assert "x.png (PNG, no generation parameters)" in _flat(result.stdout)
+    data = cli("info", "--json", "-q", path)
+    assert data.exit_code == 0 and data.stderr == ""
+    assert len(json.loads(data.stdout)["warnings"]) == 2
+
+
+@pytest.mark.parametrize("sdcli_text", ['{"schema": 1, "versions": 3}', '{"prompt": 5}', DEEP])
+def test_generate_from_a_hostile_record_is_exit_2(cli, tmp_path: Path, sdcli_text: str) -> None:
+    path = _png(tmp_path, {"sdcli": sdcli_text})
+    result = cli("generate", "--from", path)
+    assert result.exit_code == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: x.png carries no generation parameters"]
+    assert "Traceback" not in result.stderr
+
+
+def test_remake_bounds_a1111_numbers(tmp_path: Path) -> None:
+    text = (
+        "a cat\nSteps: " + "9" * 400 + ", Sampler: Euler, CFG scale: 1e999, Seed: 5, Denoising strength: inf"
+    )
+    record = record_for_remake(read_metadata(_png(tmp_path, {"parameters": text})))
+    assert "steps" not in record and "guidance" not in record and "strength" not in record
+    assert record["seed"] == 5
+
+
+# -- 3. Pillow's warnings ------------------------------------------------------------------------------------
+
+
+def _malformed_exif_jpeg(tmp_path: Path) -> Path:
+    # IFD0 points at an Exif IFD whose UserComment claims 1000 bytes at an offset past the end.
+    ifd0 = struct.pack(">HHHII", 1, 0x8769, 4, 1, 26) + struct.pack(">I", 0)
+    exif_ifd = struct.pack(">HHHII", 1, 0x9286, 7, 1000, 9999) + struct.pack(">I", 0)
+    path = tmp_path / "bad-exif.jpg"
+    exif = b"Exif\0\0MM\0*" + struct.pack(">I", 8) + ifd0 + exif_ifd
+    Image.new("RGB", (8, 8)).save(path, "JPEG", exif=exif)
+    return path
+
+
+def test_malformed_exif_prints_nothing(cli, tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    path = _malformed_exif_jpeg(tmp_path)
+    meta = read_metadata(path)
+    assert meta.source is None and not recwarn.list
+    result = cli("info", path)
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+# -- 6. many files -------------------------------------------------------------------------------------------
+
+
+def test_info_reports_every_file_then_exits_2(cli, tmp_path: Path) -> None:
+    good = _png(tmp_path, {"parameters": "a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 5"}, "a.png")
+    (tmp_path / "b.png").write_bytes(b"\x89PNG not really")
+    other = _png(tmp_path, {}, "c.png")
+    result = cli("info", good, tmp_path / "b.png", tmp_path / "missing.png", other)
+    assert result.exit_code == 2
+    shown = _flat(result.stdout)
+    assert "a.png (PNG, a1111)" in shown and "c.png (PNG, no generation parameters)" in shown
+    assert result.stderr.splitlines() == [
+        "error: b.png: not a PNG, JPEG or WebP image",
+        "error: missing.png: no such file",
+    ]
+    data = cli("info", "--json", good, tmp_path / "b.png", other)
+    assert data.exit_code == 2
+    assert [json.loads(line)["file"] for line in data.stdout.splitlines()] == ["a.png", "c.png"]
