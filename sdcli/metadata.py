@@ -21,10 +21,11 @@ from decimal import Decimal
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from sdcli import __version__, schedulers
+from sdcli import foreign_formats as ff
 from sdcli.errors import UsageError
 from sdcli.foreign_metadata import comfyui_fields, invokeai_fields
 from sdcli.record_shape import is_int, is_number, record_problem
@@ -52,6 +53,8 @@ _HASH10_RE = re.compile(r"^[0-9a-f]{10}$")
 _TEXT_KEYS = frozenset({"Model", "VAE", "Version", "Sampler", "Schedule type", "User"})
 _FORMATS = ["PNG", "JPEG", "WEBP"]
 _KNOWN_CHUNKS = frozenset({"sdcli", "parameters", "prompt", "invokeai_metadata"})
+# A parameters line names at least two of these: what tells A1111 infotext from any other comment.
+_INFOTEXT_KEYS = frozenset({"Steps", "Sampler", "CFG scale", "Seed", "Width", "Model"})
 _EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
 
 
@@ -66,7 +69,9 @@ class A1111Params:
 class ImageMetadata:
     file: str  # the file name only, never its folder
     format: str  # "PNG", "JPEG" or "WEBP"
-    source: str | None  # "sdcli", "a1111", "comfyui", "invokeai", or None when nothing was found
+    source: (
+        str | None
+    )  # "sdcli", "a1111", "comfyui", ... (README's info section), None when nothing was found
     prompt: str | None
     negative: str | None
     parameters: dict[str, Value]  # A1111 keys, typed; Size is split into Width and Height
@@ -338,11 +343,34 @@ def _user_comment(im: Image.Image) -> str | None:
     return decode_user_comment(value) if isinstance(value, bytes | str) else None
 
 
+def _png_text(value: str) -> str:
+    # tEXt and zTXt are Latin-1 by the standard, but Stability Matrix and others write UTF-8 there: text
+    # that decodes as UTF-8 is taken as UTF-8 (Latin-1 text that happens to be valid UTF-8 is very rare).
+    if isinstance(value, PngImagePlugin.iTXt) or value.isascii():
+        return str(value)
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return str(value)
+
+
+def _exif_graph(im: Image.Image) -> dict[str, str]:
+    if im.format == "PNG" or "exif" not in im.info:
+        return {}
+    try:
+        return ff.exif_graph_texts(im.getexif())
+    except Exception:  # as in _user_comment
+        return {}
+
+
 def _raw_texts(im: Image.Image) -> dict[str, str]:
-    raw = {k: str(v) for k, v in im.info.items() if isinstance(k, str) and isinstance(v, str)}
-    if im.format == "PNG" and not raw.keys() & _KNOWN_CHUNKS:
+    found = {k: v for k, v in im.info.items() if isinstance(k, str) and isinstance(v, str)}
+    if im.format == "PNG" and not found.keys() & _KNOWN_CHUNKS:
         # Text chunks after the image data are only read by a full load; most writers put them first.
-        raw.update({k: str(v) for k, v in getattr(im, "text", {}).items()})
+        found.update(getattr(im, "text", {}))
+    raw = {k: _png_text(v) if im.format == "PNG" else str(v) for k, v in found.items()}
+    for key, graph in _exif_graph(im).items():
+        raw.setdefault(key, graph)
     comment = im.info.get("comment")
     if isinstance(comment, bytes) and "comment" not in raw:  # JPEG COM segment
         raw["comment"] = comment.decode("utf-8", "replace")
@@ -379,29 +407,88 @@ def _sdcli_record(raw: dict[str, str], problems: list[str]) -> dict[str, Any] | 
     return record
 
 
+def is_infotext(parsed: A1111Params) -> bool:
+    """Whether parsed text is A1111 infotext, not some other comment (a screenshot's "Screenshot")."""
+    return len(_INFOTEXT_KEYS & parsed.params.keys()) >= 2
+
+
+Found = tuple[str, tuple[str | None, str | None, dict[str, Value]]]
+
+
+def _a1111_text(source: str, text: str) -> Found | None:
+    parsed = parse_a1111(text)
+    return (source, (parsed.prompt, parsed.negative, parsed.params)) if is_infotext(parsed) else None
+
+
+def _foreign(raw: dict[str, str], text: str, problems: list[str]) -> Found | None:
+    """Which tool wrote the image, by the chunks it writes, and what they say; most specific first."""
+    if "parameters-json" in raw or "smproj" in raw:
+        data = ff.json_value(raw.get("parameters-json"))
+        if isinstance(data, dict):
+            return "stability-matrix", ff.stability_matrix_fields(data)
+        if text and (found := _a1111_text("stability-matrix", text)):
+            return found
+    data = ff.json_value(text)
+    if isinstance(
+        data, dict
+    ):  # SwarmUI, Fooocus, NovelAI (WebP) and others write JSON where A1111 writes text
+        if found := ff.from_parameters_json(data):
+            return found
+    elif text and (found := _a1111_text("a1111", text)):
+        version = str(found[1][2].get("Version", ""))
+        if raw.get("fooocus_scheme") == "a1111" or version.startswith("Fooocus"):
+            return "fooocus", found[1]
+        return found
+    if isinstance(sui := ff.json_value(raw.get("sui_image_params")), dict):
+        return "swarmui", ff.swarmui_fields(sui)
+    if ff.is_novelai(raw):
+        return "novelai", ff.novelai_fields(raw)
+    # A graph wins over text that is not infotext: ComfyUI nodes write all kinds of `parameters`.
+    if (graph := _chunk_object(raw, "prompt", "ComfyUI", problems)) is not None:
+        return "comfyui", comfyui_fields(graph)
+    if any(key.startswith("invokeai") for key in raw):
+        return "invokeai", invokeai_fields(
+            _chunk_object(raw, "invokeai_metadata", "InvokeAI", problems) or {}
+        )
+    if isinstance(legacy := ff.json_value(raw.get("sd-metadata")), dict):
+        return "invokeai", ff.invokeai_sd_metadata_fields(legacy)
+    if raw.get("Dream"):
+        return "invokeai", ff.invokeai_dream_fields(raw["Dream"])
+    return None
+
+
 def _interpret(name: str, fmt: str, raw: dict[str, str]) -> ImageMetadata:
     problems: list[str] = []
     record = _sdcli_record(raw, problems)
-    parameters_text = (raw.get("parameters") or "").strip()
+    stealth = next((raw[key] for key in ff.STEALTH_SIGNATURES if key in raw), None)
+    parameters_text = (raw.get("parameters") or stealth or "").strip()
     if record is not None:
         params = parse_a1111(parameters_text or a1111_parameters(record)).params
         prompt, negative = record.get("prompt") or "", record.get("negative") or ""
         return ImageMetadata(name, fmt, "sdcli", prompt, negative, params, record, raw, problems)
-    if parameters_text:
-        parsed = parse_a1111(parameters_text)
-        return ImageMetadata(
-            name, fmt, "a1111", parsed.prompt, parsed.negative, parsed.params, None, raw, problems
-        )
-    graph = _chunk_object(raw, "prompt", "ComfyUI", problems)
-    if graph is not None:
-        prompt, negative, params = comfyui_fields(graph)
-        return ImageMetadata(name, fmt, "comfyui", prompt, negative, params, None, raw, problems)
-    if any(key.startswith("invokeai") for key in raw):
-        prompt, negative, params = invokeai_fields(
-            _chunk_object(raw, "invokeai_metadata", "InvokeAI", problems) or {}
-        )
-        return ImageMetadata(name, fmt, "invokeai", prompt, negative, params, None, raw, problems)
-    return ImageMetadata(name, fmt, None, None, None, {}, None, raw, problems)
+    try:
+        found = _foreign(raw, parameters_text, problems)
+    except Exception as exc:  # a reader's bug meeting odd data: report the rest of the image, not a crash
+        problems.append(f"its metadata could not be read ({type(exc).__name__}); ignored")
+        found = None
+    if found is None:
+        return ImageMetadata(name, fmt, None, None, None, {}, None, raw, problems)
+    source, (prompt, negative, params) = found
+    return ImageMetadata(name, fmt, source, prompt, negative, params, None, raw, problems)
+
+
+def _with_stealth(im: Image.Image, raw: dict[str, str]) -> bool:
+    """Add the pixels' stealth metadata to `raw`; False when there is none (or the pixels do not decode)."""
+    if im.format not in ("PNG", "WEBP"):  # lossy formats destroy the low bits
+        return False
+    try:
+        found = ff.stealth_text(im)
+    except (OSError, ValueError, SyntaxError, EOFError, zlib.error, MemoryError):
+        return False
+    if found is None:
+        return False
+    raw[found[0]] = found[1]
+    return True
 
 
 def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
@@ -415,6 +502,9 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
             with Image.open(path, formats=_FORMATS) as im:
                 fmt = im.format or "?"
                 raw = _raw_texts(im)
+                meta = _interpret(name, fmt, raw)
+                if meta.source is None and _with_stealth(im, raw):
+                    meta = _interpret(name, fmt, raw)
     except FileNotFoundError as exc:
         raise UsageError(f"{name}: no such file") from exc
     except UnidentifiedImageError as exc:
@@ -423,7 +513,7 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
         # Pillow's guards against oversized text chunks raise ValueError ("Decompressed data too large ...").
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         raise UsageError(f"{name}: cannot read its metadata ({reason})") from exc
-    return _interpret(name, fmt, raw)
+    return meta
 
 
 def record_for_remake(meta: ImageMetadata) -> dict[str, Any]:
@@ -434,5 +524,6 @@ def record_for_remake(meta: ImageMetadata) -> dict[str, Any]:
         return record_from_a1111(A1111Params(meta.prompt or "", meta.negative or "", dict(meta.parameters)))
     raise UsageError(
         f"{meta.file} carries no generation parameters",
-        hint="sdcli re-makes images written by sdcli, AUTOMATIC1111/Forge, ComfyUI and InvokeAI",
+        hint="sdcli re-makes images written by sdcli, AUTOMATIC1111/Forge, ComfyUI, InvokeAI, SwarmUI, "
+        "Fooocus, NovelAI, Stability Matrix and Easy Diffusion",
     )
