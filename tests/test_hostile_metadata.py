@@ -191,3 +191,13 @@ def test_info_reports_every_file_then_exits_2(cli, tmp_path: Path) -> None:
     data = cli("info", "--json", good, tmp_path / "b.png", other)
     assert data.exit_code == 2
     assert [json.loads(line)["file"] for line in data.stdout.splitlines()] == ["a.png", "c.png"]
+
+
+def test_comfyui_node_ids_that_are_not_plain_numbers(tmp_path: Path) -> None:
+    graph = {
+        "²": {"class_type": "KSampler", "inputs": {"steps": 3}},
+        "9" * 5000: {"class_type": "KSampler", "inputs": {"steps": 4}},
+        "2": {"class_type": "KSampler", "inputs": {"steps": 5}},
+    }
+    meta = read_metadata(_png(tmp_path, {"prompt": json.dumps(graph)}))
+    assert meta.source == "comfyui" and meta.parameters["Steps"] == 5 and meta.warnings == []
