@@ -109,6 +109,32 @@ def _hash_list(items: Any) -> str | None:
     return ", ".join(pairs) or None
 
 
+def _schedule_label(r: Mapping[str, Any]) -> str | None:
+    """The Schedule type to write. None in the record means the model's own sigmas; for a sampler whose
+    A1111 "Automatic" is something else (DPM++ 2M: Karras, the SDE family: Exponential), a missing key would
+    make A1111 and Civitai re-make it with that, so name the model's own sigmas: A1111 calls them Uniform."""
+    if r.get("schedule") is not None:
+        return str(r["schedule"])
+    entry = schedulers.find_sampler(r["sampler"]) if isinstance(r.get("sampler"), str) else None
+    return "Uniform" if entry is not None and entry.default_schedule is not None else None
+
+
+_LORA_TAG_RE = re.compile(r" ?<lora:[^<>]*>")  # the one space the writer puts before a tag
+
+
+def _lora_tags(prompt: str, loras: Any) -> str:
+    """The prompt with A1111's `<lora:name:scale>` for each LoRA: how A1111 and Civitai know to apply them."""
+    tags = []
+    for item in loras or ():
+        if not isinstance(item, Mapping) or not item.get("name"):
+            continue
+        name = re.sub(r"[:<>]", "", str(item["name"]))
+        scale = item.get("scale", 1.0)
+        if f"<lora:{name}:" not in prompt and f"<lora:{name}>" not in prompt:
+            tags.append(f"<lora:{name}:{format_value(scale if is_number(scale) else 1.0)}>")
+    return " ".join([prompt, *tags]) if prompt and tags else prompt or " ".join(tags)
+
+
 def _a1111_fields(r: Mapping[str, Any]) -> dict[str, Any]:
     def need(key: str) -> Any:  # third-party readers want these keys present, whatever they hold
         return "unknown" if r.get(key) is None else r[key]
@@ -120,7 +146,7 @@ def _a1111_fields(r: Mapping[str, Any]) -> dict[str, Any]:
     return {  # A1111's key order
         "Steps": need("steps"),
         "Sampler": need("sampler"),
-        "Schedule type": r.get("schedule"),
+        "Schedule type": _schedule_label(r),
         "CFG scale": need("guidance"),
         "Seed": need("seed"),
         "Size": f"{width}x{height}" if width and height else "unknown",
@@ -131,6 +157,7 @@ def _a1111_fields(r: Mapping[str, Any]) -> dict[str, Any]:
         "Clip skip": clip_skip if isinstance(clip_skip, int) and clip_skip > 1 else None,
         "Init image hash": init_image.get("hash"),
         "RNG": "CPU" if r.get("rng") == "cpu" else None,  # A1111's default is GPU noise
+        "Mask blur": r.get("mask_blur"),
         "Lora hashes": _hash_list(r.get("loras")),
         "TI hashes": _hash_list(r.get("embeddings")),
         "Version": f"sdcli {version}",
@@ -139,7 +166,7 @@ def _a1111_fields(r: Mapping[str, Any]) -> dict[str, Any]:
 
 def a1111_parameters(record: Mapping[str, Any]) -> str:
     """The A1111 `parameters` text for a record (the record's `clip_skip` uses A1111 numbering)."""
-    prompt = record.get("prompt") or ""
+    prompt = _lora_tags(record.get("prompt") or "", record.get("loras"))
     negative = record.get("negative") or ""
     negative_line = f"\nNegative prompt: {negative}" if negative else ""
     fields = _a1111_fields(record).items()
@@ -280,7 +307,8 @@ def record_from_a1111(parsed: A1111Params) -> dict[str, Any]:
     model_hash = p.get("Model hash")
     record = {
         "schema": SCHEMA,
-        "prompt": parsed.prompt,
+        # A1111 takes <lora:...> out of the prompt before the model sees it; the LoRA files are not here.
+        "prompt": _LORA_TAG_RE.sub("", parsed.prompt).strip(),
         "negative": parsed.negative,
         "steps": _as_int(p.get("Steps")),
         "guidance": _as_float(p.get("CFG scale")),
