@@ -201,3 +201,13 @@ def test_comfyui_node_ids_that_are_not_plain_numbers(tmp_path: Path) -> None:
     }
     meta = read_metadata(_png(tmp_path, {"prompt": json.dumps(graph)}))
     assert meta.source == "comfyui" and meta.parameters["Steps"] == 5 and meta.warnings == []
+
+
+def test_text_from_an_image_is_shown_as_it_is(cli, tmp_path: Path) -> None:
+    text = "a [/] cat [bold]x\x1b[31mred\nNegative prompt: [/red]\nSteps: 1, Seed: 2, Sampler: [/]Euler"
+    result = cli("info", _png(tmp_path, {"parameters": text}, "[b]x.png"))
+    assert result.exit_code == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    shown = _flat(result.stdout)
+    assert "[b]x.png (PNG, a1111)" in shown and "a [/] cat [bold]x\ufffd[31mred" in shown
+    assert "[/red]" in shown and "[/]Euler" in shown
