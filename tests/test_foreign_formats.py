@@ -459,3 +459,16 @@ def test_readers_survive_random_json() -> None:
             assert all(isinstance(v, str | int | float) for v in params.values())
     for text in ['"x', '"a" -s', "-s -S 5", '"" -W 9' * 1000, "[" * 10_000]:
         ff.invokeai_dream_fields(text)
+
+
+def test_readme_documents_every_source_and_key() -> None:
+    import dataclasses
+
+    from sdcli.metadata import ImageMetadata
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## info") : readme.index("## Exit codes")]
+    sources = ["sdcli", "a1111", "comfyui", "invokeai", "swarmui", "fooocus", "ruinedfooocus"]
+    sources += ["easydiffusion", "novelai", "stability-matrix"]
+    for key in [*sources, *(f.name for f in dataclasses.fields(ImageMetadata))]:
+        assert f"`{key}`" in section, key
