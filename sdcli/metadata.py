@@ -550,6 +550,8 @@ def record_for_remake(meta: ImageMetadata) -> dict[str, Any]:
         return dict(meta.record)
     if meta.source is not None and (meta.prompt or meta.parameters):
         return record_from_a1111(A1111Params(meta.prompt or "", meta.negative or "", dict(meta.parameters)))
+    if meta.warnings:  # what was there but unusable says more than the list of tools
+        raise UsageError(f"{meta.file} carries no usable generation parameters: {meta.warnings[0]}")
     raise UsageError(
         f"{meta.file} carries no generation parameters",
         hint="sdcli re-makes images written by sdcli, AUTOMATIC1111/Forge, ComfyUI, InvokeAI, SwarmUI, "

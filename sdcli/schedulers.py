@@ -257,4 +257,15 @@ def from_state(class_name: str, config: Mapping[str, Any]) -> Any:
     cls = getattr(diffusers, class_name, None)
     if cls is None or not class_name.endswith("Scheduler"):
         raise UsageError(f"the image's scheduler {class_name!r} is not one this diffusers provides")
+    # The config is the image's, so anything may be in it: try it now (building and scheduling two steps),
+    # so that a config diffusers cannot use is a usage error here rather than a crash in the first step.
+    try:
+        scheduler = cls.from_config(dict(config))
+        scheduler.set_timesteps(2)
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise UsageError(
+            f"the image's {class_name} config does not work in this diffusers: {reason}",
+            hint="give --sampler (and --schedule) to use a scheduler of your own",
+        ) from exc
     return cls.from_config(dict(config))

@@ -138,9 +138,8 @@ def test_generate_from_a_hostile_record_is_exit_2(cli, tmp_path: Path, sdcli_tex
     path = _png(tmp_path, {"sdcli": sdcli_text})
     result = cli("generate", "--from", path)
     assert result.exit_code == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: x.png carries no generation parameters"]
-    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: x.png carries no usable generation parameters: its 'sdcli' text is not")
 
 
 def test_remake_bounds_a1111_numbers(tmp_path: Path) -> None:
@@ -211,3 +210,16 @@ def test_text_from_an_image_is_shown_as_it_is(cli, tmp_path: Path) -> None:
     shown = _flat(result.stdout)
     assert "[b]x.png (PNG, a1111)" in shown and "a [/] cat [bold]x\ufffd[31mred" in shown
     assert "[/red]" in shown and "[/]Euler" in shown
+
+
+@pytest.mark.parametrize(
+    "config", [{"num_train_timesteps": "x"}, {"beta_schedule": 5}, {"timestep_spacing": [1]}]
+)
+def test_a_scheduler_config_diffusers_cannot_use_is_a_usage_error(config: dict) -> None:
+    from sdcli import schedulers
+    from sdcli.errors import UsageError
+
+    with pytest.raises(UsageError, match="EulerDiscreteScheduler config does not work") as err:
+        schedulers.from_state("EulerDiscreteScheduler", config)
+    assert "\n" not in err.value.message
+    assert schedulers.from_state("EulerDiscreteScheduler", {}).config.num_train_timesteps == 1000
