@@ -336,12 +336,12 @@ def stealth_text(im: Image.Image) -> tuple[str, str] | None:
         candidates.append(("png", columns.convert("RGBA").getchannel("A").tobytes()))
     candidates.append(("rgb", columns.convert("RGB").tobytes()))
     for kind, samples in candidates:
-        bits = samples.translate(_LSB)
+        bits = samples[:152].translate(_LSB)
         head = _bits_to_bytes(bits[:120]).decode("latin-1")
-        if head not in (f"stealth_{kind}info", f"stealth_{kind}comp"):
+        if head not in (f"stealth_{kind}info", f"stealth_{kind}comp") or len(bits) < 152:
             continue
-        length = int(bits[120:152] or b"0", 2)
-        payload = _bits_to_bytes(bits[152 : 152 + length])
+        length = int(bits[120:152], 2)
+        payload = _bits_to_bytes(samples[152 : 152 + length].translate(_LSB))
         if head.endswith("comp"):
             decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip
             try:

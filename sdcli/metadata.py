@@ -489,7 +489,8 @@ def _interpret(name: str, fmt: str, raw: dict[str, str]) -> ImageMetadata:
     problems: list[str] = []
     record = _sdcli_record(raw, problems)
     stealth = next((raw[key] for key in ff.STEALTH_SIGNATURES if key in raw), None)
-    parameters_text = (raw.get("parameters") or stealth or "").strip()
+    # A JPEG's COM segment ("comment") is where a few tools put what others put in the EXIF UserComment.
+    parameters_text = (raw.get("parameters") or stealth or raw.get("comment") or "").strip()
     if record is not None:
         params = parse_a1111(parameters_text or a1111_parameters(record)).params
         prompt, negative = record.get("prompt") or "", record.get("negative") or ""

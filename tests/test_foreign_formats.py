@@ -472,3 +472,12 @@ def test_readme_documents_every_source_and_key() -> None:
     sources += ["easydiffusion", "novelai", "stability-matrix"]
     for key in [*sources, *(f.name for f in dataclasses.fields(ImageMetadata))]:
         assert f"`{key}`" in section, key
+
+
+def test_jpeg_com_segment(tmp_path: Path) -> None:
+    path = tmp_path / "c.jpg"
+    Image.new("RGB", (8, 8)).save(path, "JPEG", comment=A1111.encode())
+    meta = read_metadata(path)
+    assert (meta.source, meta.prompt, meta.parameters["Seed"]) == ("a1111", "a cat", 5)
+    Image.new("RGB", (8, 8)).save(path, "JPEG", comment=b"Created with GIMP")
+    assert read_metadata(path).source is None
