@@ -1,6 +1,6 @@
 """Generation parameters of more tools: SwarmUI, Fooocus, RuinedFooocus, Easy Diffusion, NovelAI (text chunks,
 WebP comment and the alpha-channel "stealth" format), legacy InvokeAI (`sd-metadata`, `Dream`), Stability
-Matrix, and ComfyUI graphs in WebP/JPEG EXIF.
+Matrix, Draw Things (XMP), and ComfyUI graphs in WebP/JPEG EXIF.
 
 Like `foreign_metadata`, every reader returns (prompt, negative, params) with A1111's key names, so that
 `metadata.record_from_a1111` re-makes these images too, and tolerates missing or odd pieces: each value is
@@ -11,6 +11,7 @@ Only pillow and the standard library.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import zlib
@@ -302,6 +303,41 @@ def stability_matrix_fields(p: Mapping[str, Any]) -> Fields:
         "RNG": "CPU",
     }
     return _text(p.get("PositivePrompt")), _text(p.get("NegativePrompt")), _clean(params)
+
+
+# -- Draw Things ---------------------------------------------------------------------------------------------
+
+
+def drawthings_json(xmp: str) -> dict[str, Any] | None:
+    """Draw Things writes its parameters as JSON in the XMP packet's exif:UserComment."""
+    start = xmp.find("<exif:UserComment")
+    end = xmp.find("</exif:UserComment>", start)
+    if start < 0 or end < 0:
+        return None
+    inner = xmp[start:end]
+    item = inner.find("<rdf:li")
+    if item >= 0:
+        inner = inner[inner.find(">", item) + 1 :]
+        inner = inner[: inner.find("</rdf:li>")] if "</rdf:li>" in inner else inner
+    else:
+        inner = inner[inner.find(">") + 1 :]
+    data = json_value(html.unescape(inner.strip()))
+    return data if isinstance(data, dict) and ("c" in data or "sampler" in data) else None
+
+
+def drawthings_fields(d: Mapping[str, Any]) -> Fields:
+    width, height = _size(d.get("size"))
+    params = {
+        "Steps": _int(d.get("steps")),
+        "Sampler": _text(d.get("sampler")),  # A1111-style names: "DPM++ 2M Karras"
+        "CFG scale": _number(d.get("scale")),
+        "Seed": _int(d.get("seed")),
+        "Width": width,
+        "Height": height,
+        "Model": _text(d.get("model")),
+        "Denoising strength": _number(d.get("strength")) if _number(d.get("strength")) != 1 else None,
+    }
+    return _text(d.get("c")), _text(d.get("uc")), _clean(params)
 
 
 # -- what lives outside text chunks --------------------------------------------------------------------------

@@ -399,6 +399,9 @@ def _raw_texts(im: Image.Image) -> dict[str, str]:
     raw = {k: _png_text(v) if im.format == "PNG" else str(v) for k, v in found.items()}
     for key, graph in _exif_graph(im).items():
         raw.setdefault(key, graph)
+    xmp = im.info.get("xmp")
+    if isinstance(xmp, bytes) and "xmp" not in raw:  # JPEG and WebP XMP packets (PNG's is a text chunk)
+        raw["xmp"] = xmp.decode("utf-8", "replace")
     comment = im.info.get("comment")
     if isinstance(comment, bytes) and "comment" not in raw:  # JPEG COM segment
         raw["comment"] = comment.decode("utf-8", "replace")
@@ -482,6 +485,9 @@ def _foreign(raw: dict[str, str], text: str, problems: list[str]) -> Found | Non
         return "invokeai", ff.invokeai_sd_metadata_fields(legacy)
     if raw.get("Dream"):
         return "invokeai", ff.invokeai_dream_fields(raw["Dream"])
+    xmp = raw.get("XML:com.adobe.xmp") or raw.get("xmp")
+    if xmp and (drawthings := ff.drawthings_json(xmp)) is not None:
+        return "drawthings", ff.drawthings_fields(drawthings)
     return None
 
 
@@ -556,5 +562,5 @@ def record_for_remake(meta: ImageMetadata) -> dict[str, Any]:
     raise UsageError(
         f"{meta.file} carries no generation parameters",
         hint="sdcli re-makes images written by sdcli, AUTOMATIC1111/Forge, ComfyUI, InvokeAI, SwarmUI, "
-        "Fooocus, NovelAI, Stability Matrix and Easy Diffusion",
+        "Fooocus, NovelAI, Stability Matrix, Draw Things and Easy Diffusion",
     )

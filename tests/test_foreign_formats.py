@@ -469,7 +469,7 @@ def test_readme_documents_every_source_and_key() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## info") : readme.index("## Exit codes")]
     sources = ["sdcli", "a1111", "comfyui", "invokeai", "swarmui", "fooocus", "ruinedfooocus"]
-    sources += ["easydiffusion", "novelai", "stability-matrix"]
+    sources += ["easydiffusion", "novelai", "stability-matrix", "drawthings"]
     for key in [*sources, *(f.name for f in dataclasses.fields(ImageMetadata))]:
         assert f"`{key}`" in section, key
 
@@ -481,3 +481,53 @@ def test_jpeg_com_segment(tmp_path: Path) -> None:
     assert (meta.source, meta.prompt, meta.parameters["Seed"]) == ("a1111", "a cat", 5)
     Image.new("RGB", (8, 8)).save(path, "JPEG", comment=b"Created with GIMP")
     assert read_metadata(path).source is None
+
+
+DRAW_THINGS = {
+    "c": "a koi pond, <b>ink</b>",
+    "uc": "blurry",
+    "seed": 1234,
+    "steps": 20,
+    "scale": 5.5,
+    "sampler": "DPM++ 2M Karras",
+    "model": "sd_xl_base_1.0_f16.ckpt",
+    "size": "1024x768",
+    "strength": 1,
+}
+
+
+def _xmp(data: dict) -> str:
+    from xml.sax.saxutils import escape
+
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:exif="http://ns.adobe.com/exif/1.0/">'
+        f'<exif:UserComment><rdf:Alt><rdf:li xml:lang="x-default">{escape(json.dumps(data))}</rdf:li>'
+        "</rdf:Alt></exif:UserComment></rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+
+
+def _check_drawthings(meta: Any) -> None:
+    assert (meta.source, meta.prompt, meta.negative) == ("drawthings", "a koi pond, <b>ink</b>", "blurry")
+    assert (meta.parameters["Width"], meta.parameters["Height"], meta.parameters["Steps"]) == (1024, 768, 20)
+    record = record_for_remake(meta)
+    assert (record["sampler"], record["schedule"], record["model"]) == (
+        "DPM++ 2M",
+        "Karras",
+        "sd_xl_base_1.0_f16",
+    )
+
+
+def test_drawthings_png(tmp_path: Path) -> None:
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", _xmp(DRAW_THINGS))
+    path = tmp_path / "d.png"
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    _check_drawthings(read_metadata(path))
+
+
+def test_drawthings_jpeg(tmp_path: Path) -> None:
+    path = tmp_path / "d.jpg"
+    Image.new("RGB", (8, 8)).save(path, "JPEG", xmp=_xmp(DRAW_THINGS).encode())
+    _check_drawthings(read_metadata(path))
+    assert ff.drawthings_json("<exif:UserComment" * 10_000) is None
