@@ -176,8 +176,15 @@ def a1111_parameters(record: Mapping[str, Any]) -> str:
 
 def _add_text(info: PngInfo, key: str, text: str) -> None:
     try:
-        text.encode("latin-1")
+        latin1 = text.encode("latin-1")
     except UnicodeEncodeError:  # tEXt is Latin-1 only; iTXt carries UTF-8 (CJK, emoji)
+        info.add_itxt(key, text)
+        return
+    try:  # the reader takes tEXt bytes that are valid UTF-8 as UTF-8 (see _png_text): "Ã©" would read as "é"
+        utf8 = not latin1.isascii() and bool(latin1.decode("utf-8"))
+    except UnicodeDecodeError:
+        utf8 = False
+    if utf8:
         info.add_itxt(key, text)
     else:
         info.add_text(key, text)

@@ -154,6 +154,8 @@ ROUND_TRIP = {
     "ascii": _record(),
     "multi-line": _record(prompt="a fox\nin the snow\n\nwinter", negative="blurry\nlow quality"),
     "cjk-emoji": _record(prompt="一只狐狸在雪中 🦊❄️", negative="模糊, 低质量 😞", model="模型"),
+    # Latin-1 whose bytes are also valid UTF-8: written so that it does not read back as "é".
+    "latin1-like-utf8": _record(prompt="Ã© Ã¼ber", negative="naÃ¯ve"),
     "punctuation": _record(
         prompt='a "quoted" word, a colon: here, back\\slash \\n and (weight:1.2)',
         negative='no "quotes", no: colons \\',
