@@ -2,7 +2,10 @@
 
 One image's canonical record is a plain, JSON-serialisable dict (the "sdcli record", stored as JSON in the PNG
 text chunk `sdcli`). Next to it goes an AUTOMATIC1111-style `parameters` text so that other tools can read the
-image. Reading understands sdcli, A1111 (PNG text or JPEG/WebP EXIF UserComment), ComfyUI and InvokeAI.
+image. Reading understands sdcli, A1111 (PNG text or JPEG/WebP EXIF UserComment), ComfyUI and InvokeAI here,
+and through `foreign_formats` SwarmUI, Fooocus, NovelAI, Stability Matrix, Draw Things and others. Every
+reader treats the file as hostile: parsing is linear in the text's length, and metadata of the wrong shape
+is a warning in `ImageMetadata.warnings`, never an exception.
 
 Only pillow and the standard library here (`sdcli info IMAGE` must not import torch); nothing here adds paths.
 """
