@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import zlib
 from collections.abc import Mapping
@@ -36,12 +37,26 @@ _NOVELAI_SOURCE_RE = re.compile(r"(.*?)\s+([0-9A-Fa-f]{8})")
 _RESOLUTION_RE = re.compile(r"\(?\s*(\d+)\s*[,x×]\s*(\d+)\s*\)?")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(
+        f"{name} is not JSON"
+    )  # Python's json reads NaN and Infinity, which --json must not print
+
+
 def json_value(text: str | None) -> Any:
-    """Parsed JSON, or None for anything that is not (including nesting deeper than Python's stack)."""
+    """Parsed strict JSON (finite numbers only), or None for anything else, including nesting deeper than
+    Python's stack."""
     if not text or text.lstrip()[:1] not in ("{", "["):
         return None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=_finite, parse_constant=_not_json)
     except (ValueError, RecursionError):
         return None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import warnings
@@ -218,8 +219,8 @@ def _typed(key: str, value: str) -> Value:
         with contextlib.suppress(ValueError):  # past Python's 4300-digit limit it stays text
             return int(value)
         return value
-    if _FLOAT_RE.match(value):
-        return float(value)
+    if _FLOAT_RE.match(value) and math.isfinite(number := float(value)):  # 400 digits are inf: keep text
+        return number
     return value
 
 
@@ -421,10 +422,7 @@ def _raw_texts(im: Image.Image) -> dict[str, str]:
 
 
 def _json_object(text: str | None) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text) if text else None
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the interpreter's stack
-        return None
+    value = ff.json_value(text)  # strict JSON, any depth
     return value if isinstance(value, dict) else None
 
 

@@ -223,3 +223,19 @@ def test_a_scheduler_config_diffusers_cannot_use_is_a_usage_error(config: dict) 
         schedulers.from_state("EulerDiscreteScheduler", config)
     assert "\n" not in err.value.message
     assert schedulers.from_state("EulerDiscreteScheduler", {}).config.num_train_timesteps == 1000
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        {"parameters": "a\nSteps: 1, Seed: 2, CFG scale: " + "9" * 400 + ".5, Sampler: Euler"},
+        {"prompt": '{"3": {"class_type": "KSampler", "inputs": {"cfg": 1e999, "steps": 2}}}'},
+        {"sdcli": '{"schema": 1, "extra": NaN}', "parameters": "a\nSteps: 1, Seed: 2, Sampler: x"},
+        {"parameters": json.dumps({"sui_image_params": {"cfgscale": "Infinity", "steps": 2}})},
+    ],
+    ids=["a1111", "comfyui", "sdcli", "swarmui"],
+)
+def test_json_output_is_strict_json(cli, tmp_path: Path, chunks: dict[str, str]) -> None:
+    result = cli("info", "--json", "-q", _png(tmp_path, chunks))
+    assert result.exit_code == 0, result.stderr
+    json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} in --json output"))
