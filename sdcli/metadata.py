@@ -431,7 +431,7 @@ def _chunk_object(raw: dict[str, str], key: str, what: str, problems: list[str])
     text = raw.get(key)
     found = _json_object(text)
     if found is None and text is not None and text.lstrip()[:1] in ("{", "["):
-        problems.append(f"its {key!r} text is not valid {what} metadata; ignored")
+        problems.append(f"its {key!r} text is not valid {what} metadata")
     return found
 
 
@@ -441,7 +441,7 @@ def _sdcli_record(raw: dict[str, str], problems: list[str]) -> dict[str, Any] | 
     record = _json_object(raw["sdcli"])
     problem = "not a JSON object" if record is None else record_problem(record)
     if problem is not None:
-        problems.append(f"its 'sdcli' text is not valid sdcli metadata ({problem}); ignored")
+        problems.append(f"its 'sdcli' text is not valid sdcli metadata ({problem})")
         return None
     return record
 
@@ -512,7 +512,7 @@ def _interpret(name: str, fmt: str, raw: dict[str, str]) -> ImageMetadata:
     try:
         found = _foreign(raw, parameters_text, problems)
     except Exception as exc:  # a reader's bug meeting odd data: report the rest of the image, not a crash
-        problems.append(f"its metadata could not be read ({type(exc).__name__}); ignored")
+        problems.append(f"its metadata could not be read ({type(exc).__name__})")
         found = None
     if found is None:
         return ImageMetadata(name, fmt, None, None, None, {}, None, raw, problems)

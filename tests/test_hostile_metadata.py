@@ -121,12 +121,13 @@ def test_deep_json_in_other_chunks_is_a_warning(tmp_path: Path, key: str) -> Non
     assert len(meta.warnings) == 1 and "is not valid" in meta.warnings[0]
 
 
-def test_cli_reports_a_hostile_record_as_one_warning(cli, tmp_path: Path) -> None:
+def test_cli_reports_a_hostile_image_in_one_warning_line(cli, tmp_path: Path) -> None:
     path = _png(tmp_path, {"sdcli": '{"schema": 1, "versions": 3}', "prompt": DEEP, "Software": "x"})
     result = cli("info", path)
     assert result.exit_code == 0, result.stderr
     lines = result.stderr.splitlines()
-    assert len(lines) == 2 and all(line.startswith("warning: x.png: its ") for line in lines)
+    assert len(lines) == 1 and lines[0].startswith("warning: x.png: its 'sdcli' text is not valid sdcli")
+    assert "; its 'prompt' text is not valid ComfyUI metadata; ignored" in lines[0]
     assert "x.png (PNG, no generation parameters)" in _flat(result.stdout)
     data = cli("info", "--json", "-q", path)
     assert data.exit_code == 0 and data.stderr == ""

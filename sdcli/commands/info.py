@@ -108,8 +108,8 @@ def show_images(out: Output, images: list[Path]) -> None:
             out.error(exc.message)
             failed += 1
             continue
-        for warning in meta.warnings:
-            out.warn(f"{meta.file}: {warning}")
+        if meta.warnings:  # one line per file, however much is wrong with it
+            out.warn(f"{meta.file}: {'; '.join(meta.warnings)}; ignored")
         if out.json:
             out.data(asdict(meta))
         else:
