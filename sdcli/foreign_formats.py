@@ -94,7 +94,7 @@ def _clean(params: Mapping[str, Any]) -> dict[str, Value]:
     return {k: v for k, v in params.items() if isinstance(v, str | int | float) and not isinstance(v, bool)}
 
 
-def _normalised(data: Mapping[str, Any]) -> dict[str, Any]:
+def normalised(data: Mapping[str, Any]) -> dict[str, Any]:
     """Keys lower-cased, spaces as underscores: Fooocus forks write "Guidance Scale" for guidance_scale."""
     return {str(k).strip().lower().replace(" ", "_"): v for k, v in data.items()}
 
@@ -106,7 +106,7 @@ def from_parameters_json(data: Mapping[str, Any]) -> tuple[str, Fields] | None:
     """Which tool wrote this JSON `parameters` text, and what it says; None for JSON no reader knows."""
     if isinstance(data.get("sui_image_params"), Mapping):
         return "swarmui", swarmui_fields(data["sui_image_params"])
-    n = _normalised(data)
+    n = normalised(data)
     software = str(n.get("software") or "").lower()
     if software == "novelai":
         return "novelai", novelai_fields(data)
@@ -183,6 +183,27 @@ def ruinedfooocus_fields(n: Mapping[str, Any]) -> Fields:
         "Version": _text(n.get("software")),
     }
     return _text(n.get("prompt")), _text(n.get("negative")), _clean(params)
+
+
+# Easy Diffusion's PNGs: one text chunk per setting, in either spelling.
+_EASYDIFFUSION_TITLES = {
+    "stable_diffusion_model": "use_stable_diffusion_model",
+    "steps": "num_inference_steps",
+    "sampler": "sampler_name",
+    "vae_model": "use_vae_model",
+}
+
+
+def is_easydiffusion_png(chunks: Mapping[str, Any]) -> bool:
+    n = normalised(chunks)
+    return "negative_prompt" in n and bool(
+        {"use_stable_diffusion_model", "stable_diffusion_model", "num_inference_steps"} & n.keys()
+    )
+
+
+def easydiffusion_png_fields(chunks: Mapping[str, Any]) -> Fields:
+    n = normalised(chunks)
+    return easydiffusion_fields({_EASYDIFFUSION_TITLES.get(k, k): v for k, v in n.items()})
 
 
 def easydiffusion_fields(n: Mapping[str, Any]) -> Fields:

@@ -467,12 +467,13 @@ def _foreign(raw: dict[str, str], text: str, problems: list[str]) -> Found | Non
             return "stability-matrix", ff.stability_matrix_fields(data)
         if text and (found := _a1111_text("stability-matrix", text)):
             return found
+    # SwarmUI, Fooocus, NovelAI (WebP) and others write JSON where A1111 writes text.
     data = ff.json_value(text)
-    if isinstance(
-        data, dict
-    ):  # SwarmUI, Fooocus, NovelAI (WebP) and others write JSON where A1111 writes text
+    if isinstance(data, dict):
         if found := ff.from_parameters_json(data):
             return found
+        if raw.get("fooocus_scheme") == "fooocus":
+            return "fooocus", ff.fooocus_fields(ff.normalised(data))
     elif text and (found := _a1111_text("a1111", text)):
         version = str(found[1][2].get("Version", ""))
         if raw.get("fooocus_scheme") == "a1111" or version.startswith("Fooocus"):
@@ -482,6 +483,8 @@ def _foreign(raw: dict[str, str], text: str, problems: list[str]) -> Found | Non
         return "swarmui", ff.swarmui_fields(sui)
     if ff.is_novelai(raw):
         return "novelai", ff.novelai_fields(raw)
+    if ff.is_easydiffusion_png(raw):
+        return "easydiffusion", ff.easydiffusion_png_fields(raw)
     # A graph wins over text that is not infotext: ComfyUI nodes write all kinds of `parameters`.
     if (graph := _chunk_object(raw, "prompt", "ComfyUI", problems)) is not None:
         return "comfyui", comfyui_fields(graph)

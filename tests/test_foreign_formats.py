@@ -531,3 +531,45 @@ def test_drawthings_jpeg(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8)).save(path, "JPEG", xmp=_xmp(DRAW_THINGS).encode())
     _check_drawthings(read_metadata(path))
     assert ff.drawthings_json("<exif:UserComment" * 10_000) is None
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        {
+            "prompt": "a cup",
+            "negative_prompt": "",
+            "seed": "9",
+            "use_stable_diffusion_model": "sd-v1-4",
+            "num_inference_steps": "25",
+            "guidance_scale": "7.5",
+            "width": "512",
+            "height": "512",
+            "sampler_name": "euler_a",
+        },
+        {
+            "Prompt": "a cup",
+            "Negative Prompt": "",
+            "Seed": "9",
+            "Stable Diffusion model": "sd-v1-4",
+            "Steps": "25",
+            "Guidance Scale": "7.5",
+            "Width": "512",
+            "Height": "512",
+            "Sampler": "euler_a",
+        },
+    ],
+    ids=["snake-case", "title-case"],
+)
+def test_easydiffusion_png_chunks(tmp_path: Path, chunks: dict[str, str]) -> None:
+    meta = read_metadata(_png(tmp_path, dict(chunks)))
+    assert (meta.source, meta.prompt, meta.negative) == ("easydiffusion", "a cup", "")
+    p = meta.parameters
+    assert (p["Steps"], p["Seed"], p["CFG scale"], p["Width"], p["Model"]) == (25, 9, 7.5, 512, "sd-v1-4")
+    assert record_for_remake(meta)["sampler"] == "Euler a"
+
+
+def test_fooocus_json_known_by_its_scheme_chunk(tmp_path: Path) -> None:
+    data = {"prompt": "a red fox", "steps": 30, "seed": 5}
+    meta = read_metadata(_png(tmp_path, {"parameters": json.dumps(data), "fooocus_scheme": "fooocus"}))
+    assert (meta.source, meta.prompt, meta.parameters["Steps"]) == ("fooocus", "a red fox", 30)
