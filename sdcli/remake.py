@@ -32,6 +32,12 @@ def read_record(image: Path) -> dict[str, Any]:
     return metadata.record_for_remake(metadata.read_metadata(image))
 
 
+def read_record_and_warnings(image: Path) -> tuple[dict[str, Any], list[str]]:
+    """The record, and what in the image was unusable (an sdcli chunk of the wrong shape, say)."""
+    meta = metadata.read_metadata(image)
+    return metadata.record_for_remake(meta), meta.warnings
+
+
 def merge(record: dict[str, Any], values: dict[str, Any], given: set[str]) -> dict[str, Any]:
     """`values` with every parameter the user did not give replaced by the stored one, where there is one."""
     merged = dict(values)

@@ -240,3 +240,13 @@ def test_json_output_is_strict_json(cli, tmp_path: Path, chunks: dict[str, str])
     result = cli("info", "--json", "-q", _png(tmp_path, chunks))
     assert result.exit_code == 0, result.stderr
     json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} in --json output"))
+
+
+def test_generate_from_says_what_it_ignored(cli, tmp_path: Path) -> None:
+    text = "a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 64x64"
+    path = _png(tmp_path, {"sdcli": '{"schema": 1, "versions": 3}', "parameters": text})
+    result = cli("generate", "--from", path, "--steps", "0")  # fails validation before any model is loaded
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("warning: x.png: its 'sdcli' text is not valid sdcli metadata")
+    assert lines[1] == "error: --steps must be at least 1, got 0"

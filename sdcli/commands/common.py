@@ -43,7 +43,10 @@ def apply_from_image(ctx: typer.Context, values: dict[str, Any]) -> tuple[dict[s
         return values, None
     from sdcli import remake
 
-    record = remake.read_record(values["from_"])
+    record, warnings = remake.read_record_and_warnings(values["from_"])
+    if warnings:  # the parameters come from what was usable: say what was not
+        out = Output(quiet=bool(values.get("quiet")), json=bool(values.get("json_")))
+        out.warn(f"{Path(values['from_']).name}: {'; '.join(warnings)}; ignored")
     given = given_on_command_line(ctx)
     return remake.merge(record, values, given), remake.scheduler_state(record, given)
 
