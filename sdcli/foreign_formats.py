@@ -50,15 +50,33 @@ def _not_json(name: str) -> Any:
     )  # Python's json reads NaN and Infinity, which --json must not print
 
 
+_MAX_DEPTH = 64  # real graphs and records nest a handful of levels
+
+
+def _shallow(value: Any) -> bool:
+    """Whether `value` nests at most _MAX_DEPTH levels; iterative, since the point is not to recurse."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= _MAX_DEPTH:
+                    return False
+                stack.append((child, depth + 1))
+    return True
+
+
 def json_value(text: str | None) -> Any:
-    """Parsed strict JSON (finite numbers only), or None for anything else, including nesting deeper than
-    Python's stack."""
+    """Parsed strict JSON (finite numbers only, nesting at most 64 levels), or None for anything else.
+    Deeper JSON that Python's parser still reads would make copying or printing it recurse too deep."""
     if not text or text.lstrip()[:1] not in ("{", "["):
         return None
     try:
-        return json.loads(text, parse_float=_finite, parse_constant=_not_json)
+        value = json.loads(text, parse_float=_finite, parse_constant=_not_json)
     except (ValueError, RecursionError):
         return None
+    return value if _shallow(value) else None
 
 
 def _text(value: Any) -> str | None:

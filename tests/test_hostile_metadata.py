@@ -104,8 +104,9 @@ DEEP = "[" * 100_000 + "]" * 100_000
         "[1, 2]",
         DEEP,
         "{" * 50_000,
+        '{"schema": 1, "x": ' + "[" * 500 + "]" * 500 + "}",  # Python reads it, copying it recursed too deep
     ],
-    ids=["versions", "prompt", "steps", "loras", "nan", "huge-int", "list", "deep", "unclosed"],
+    ids=["versions", "prompt", "steps", "loras", "nan", "huge-int", "list", "deep", "unclosed", "deep-500"],
 )
 def test_invalid_sdcli_record_is_a_warning(tmp_path: Path, sdcli_text: str) -> None:
     parameters = "a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 64x64"
@@ -250,3 +251,11 @@ def test_generate_from_says_what_it_ignored(cli, tmp_path: Path) -> None:
     lines = result.stderr.splitlines()
     assert lines[0].startswith("warning: x.png: its 'sdcli' text is not valid sdcli metadata")
     assert lines[1] == "error: --steps must be at least 1, got 0"
+
+
+@pytest.mark.parametrize("key", ["sdcli", "prompt", "parameters", "sd-metadata"])
+def test_json_that_python_reads_but_nests_too_deep(cli, tmp_path: Path, key: str) -> None:
+    text = '{"schema": 1, "3": {"class_type": "KSampler", "inputs": {"x": ' + "[" * 900 + "]" * 900 + "}}}"
+    for args in (["--json"], []):
+        result = cli("info", *args, _png(tmp_path, {key: text}))
+        assert result.exit_code == 0, result.stderr
