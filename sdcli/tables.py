@@ -148,9 +148,16 @@ def check(report: CheckReport) -> RenderableType:
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def _plain(text: object) -> Text:
+# Laying out a cell costs rich time per word: a 60 MB prompt would take minutes. --json has it all.
+_MAX_SHOWN = 20_000
+
+
+def _plain(value: object) -> Text:
     """Text from an image, shown as it is: no rich markup ("[/]" in a prompt), no escape sequences."""
-    return Text(_CONTROL_RE.sub("\ufffd", str(text)))
+    text = str(value)
+    if len(text) > _MAX_SHOWN:
+        text = f"{text[:_MAX_SHOWN]}… ({len(text) - _MAX_SHOWN} more characters; --json shows them all)"
+    return Text(_CONTROL_RE.sub("\ufffd", text))
 
 
 def image_metadata(meta: ImageMetadata) -> RenderableType:

@@ -259,3 +259,13 @@ def test_json_that_python_reads_but_nests_too_deep(cli, tmp_path: Path, key: str
     for args in (["--json"], []):
         result = cli("info", *args, _png(tmp_path, {key: text}))
         assert result.exit_code == 0, result.stderr
+
+
+def test_a_huge_prompt_is_shown_cut(cli, tmp_path: Path) -> None:
+    text = "word " * 2_000_000 + "\nSteps: 1, Seed: 2, Sampler: Euler"
+    path = _png(tmp_path, {"parameters": text})
+    start = time.perf_counter()
+    result = cli("info", path)
+    assert time.perf_counter() - start < 20
+    assert result.exit_code == 0 and "--json shows them all" in _flat(result.stdout)
+    assert len(json.loads(cli("info", "--json", path).stdout)["prompt"]) == len("word " * 2_000_000) - 1
