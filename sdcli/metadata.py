@@ -422,7 +422,7 @@ def _raw_texts(im: Image.Image) -> dict[str, str]:
 
 
 def _json_object(text: str | None) -> dict[str, Any] | None:
-    value = ff.json_value(text)  # strict JSON, any depth
+    value = ff.json_value(text)  # strict JSON, at most 64 levels deep
     return value if isinstance(value, dict) else None
 
 
