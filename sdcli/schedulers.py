@@ -264,8 +264,7 @@ def from_state(class_name: str, config: Mapping[str, Any]) -> Any:
         scheduler.set_timesteps(2)
     except Exception as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise UsageError(
-            f"the image's {class_name} config does not work in this diffusers: {reason}",
-            hint="give --sampler (and --schedule) to use a scheduler of your own",
+        raise UsageError(  # one line: the file is the problem, and --sampler the way around it
+            f"the image's {class_name} config does not work in this diffusers ({reason}); give --sampler"
         ) from exc
     return cls.from_config(dict(config))
