@@ -567,7 +567,10 @@ def record_for_remake(meta: ImageMetadata) -> dict[str, Any]:
     if meta.record is not None:
         return dict(meta.record)
     if meta.source is not None and (meta.prompt or meta.parameters):
-        return record_from_a1111(A1111Params(meta.prompt or "", meta.negative or "", dict(meta.parameters)))
+        record = record_from_a1111(A1111Params(meta.prompt or "", meta.negative or "", dict(meta.parameters)))
+        if (problem := record_problem(record)) is not None:
+            raise UsageError(f"{meta.file}: its {meta.source} parameters cannot be re-made ({problem})")
+        return record
     if meta.warnings:  # what was there but unusable says more than the list of tools
         raise UsageError(f"{meta.file} carries no usable generation parameters: {meta.warnings[0]}")
     raise UsageError(

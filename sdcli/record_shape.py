@@ -36,6 +36,9 @@ _TEXT = (
 _INTEGER = ("schema", "steps", "seed", "width", "height", "clip_skip")
 _NUMBER = ("guidance", "strength")
 _OBJECT = ("versions", "init_image", "scheduler")
+# What re-making an image may ask for: a file asking for a billion steps or a 10^6-pixel side is not a
+# record but a way to make `--from` run for ever.
+_RANGES = {"steps": (1, 10_000), "width": (8, 16_384), "height": (8, 16_384)}
 _LIST_OF_OBJECTS = ("loras", "embeddings")
 
 
@@ -73,6 +76,10 @@ def record_problem(record: Mapping[str, Any]) -> str | None:
             value = record.get(key)
             if value is not None and not ok(value):
                 return f"{key!r} is not {kind}"
+    for key, (low, high) in _RANGES.items():
+        value = record.get(key)
+        if value is not None and not low <= value <= high:
+            return f"{key!r} is not between {low} and {high}"
     if "schema" not in record:
         return "no 'schema'"
     versions = record.get("versions") or {}

@@ -269,3 +269,15 @@ def test_a_huge_prompt_is_shown_cut(cli, tmp_path: Path) -> None:
     assert time.perf_counter() - start < 20
     assert result.exit_code == 0 and "--json shows them all" in _flat(result.stdout)
     assert len(json.loads(cli("info", "--json", path).stdout)["prompt"]) == len("word " * 2_000_000) - 1
+
+
+def test_a_file_cannot_make_from_run_for_ever(cli, tmp_path: Path) -> None:
+    record = '{"schema": 1, "prompt": "x", "steps": 1000000000}'
+    meta = read_metadata(_png(tmp_path, {"sdcli": record}))
+    assert meta.record is None and "'steps' is not between 1 and 10000" in meta.warnings[0]
+    text = "a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 1000000x64"
+    result = cli("generate", "--from", _png(tmp_path, {"parameters": text}, "wide.png"))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: wide.png: its a1111 parameters cannot be re-made ('width' is not between 8 and 16384)"
+    ]
