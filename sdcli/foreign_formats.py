@@ -271,8 +271,21 @@ def novelai_fields(chunks: Mapping[str, Any]) -> Fields:
         "Denoising strength": _number(c.get("strength")),
         "CFG rescale": _number(c.get("cfg_rescale")),
     }
-    prompt = _text(c.get("prompt")) or _text(chunks.get("Description"))
-    return prompt, _text(c.get("uc")), _clean(params)
+    prompt = _text(c.get("prompt")) or _v4_caption(c.get("v4_prompt")) or _text(chunks.get("Description"))
+    return prompt, _text(c.get("uc")) or _v4_caption(c.get("v4_negative_prompt")), _clean(params)
+
+
+def _v4_caption(value: Any) -> str | None:
+    """NovelAI V4's structured prompt: {"caption": {"base_caption": ..., "char_captions": [...]}}."""
+    caption = value.get("caption") if isinstance(value, Mapping) else None
+    if not isinstance(caption, Mapping) or not isinstance(caption.get("base_caption"), str):
+        return None
+    chars = caption.get("char_captions")
+    parts = [caption["base_caption"]]
+    for char in chars if isinstance(chars, list) else ():
+        if isinstance(char, Mapping) and isinstance(char.get("char_caption"), str) and char["char_caption"]:
+            parts.append(char["char_caption"])
+    return " | ".join(part for part in parts if part) or None
 
 
 # -- legacy InvokeAI -----------------------------------------------------------------------------------------

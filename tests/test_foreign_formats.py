@@ -573,3 +573,22 @@ def test_fooocus_json_known_by_its_scheme_chunk(tmp_path: Path) -> None:
     data = {"prompt": "a red fox", "steps": 30, "seed": 5}
     meta = read_metadata(_png(tmp_path, {"parameters": json.dumps(data), "fooocus_scheme": "fooocus"}))
     assert (meta.source, meta.prompt, meta.parameters["Steps"]) == ("fooocus", "a red fox", 30)
+
+
+def test_novelai_v4_structured_prompt(tmp_path: Path) -> None:
+    comment = {
+        "steps": 23,
+        "seed": 1,
+        "sampler": "k_euler",
+        "v4_prompt": {
+            "caption": {"base_caption": "2girls, park", "char_captions": [{"char_caption": "girl, red"}]}
+        },
+        "v4_negative_prompt": {"caption": {"base_caption": "lowres", "char_captions": []}},
+    }
+    chunks = {
+        "Software": "NovelAI",
+        "Source": "NovelAI Diffusion V4 F6302A9D",
+        "Comment": json.dumps(comment),
+    }
+    meta = read_metadata(_png(tmp_path, chunks))
+    assert (meta.source, meta.prompt, meta.negative) == ("novelai", "2girls, park | girl, red", "lowres")
