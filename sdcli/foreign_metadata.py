@@ -87,7 +87,8 @@ def _model_node(node: Any) -> Any:
 
 def _node_order(item: tuple[str, Any]) -> tuple[int, str]:
     key = item[0]
-    return (int(key), key) if key.isdigit() else (1 << 62, key)
+    # isdigit() alone also accepts "²", which int() refuses; and a 5000-digit id would pass int()'s limit.
+    return (int(key), key) if key.isascii() and key.isdigit() and len(key) < 18 else (1 << 62, key)
 
 
 def comfyui_fields(graph: Mapping[str, Any]) -> Fields:

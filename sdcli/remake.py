@@ -32,8 +32,10 @@ STORED = {
 }
 
 
-def read_record(image: Path) -> dict[str, Any]:
-    return metadata.record_for_remake(metadata.read_metadata(image))
+def read_record_and_warnings(image: Path) -> tuple[dict[str, Any], list[str]]:
+    """The record, and what in the image was unusable (an sdcli chunk of the wrong shape, say)."""
+    meta = metadata.read_metadata(image)
+    return metadata.record_for_remake(meta), meta.warnings
 
 
 def stored_values(record: dict[str, Any], given: Set[str]) -> dict[str, Any]:
@@ -60,14 +62,15 @@ def scheduler_state(record: dict[str, Any], given: Set[str]) -> tuple[str, dict[
     return stored["class"], stored["config"]
 
 
-def apply(args: ImageArgs) -> ImageArgs:
-    """With --from IMAGE: the image's stored parameters replace every field the command line did not give."""
+def apply(args: ImageArgs) -> tuple[ImageArgs, list[str]]:
+    """With --from IMAGE: the image's stored parameters replace every field the command line did not give.
+    Also what in the image was unusable (and so ignored), for a warning."""
     if args.from_ is None:
-        return args
+        return args, []
     if not args.from_.is_file():
         raise UsageError(f"{args.from_}: no such file")
-    record = read_record(args.from_)
+    record, warnings = read_record_and_warnings(args.from_)
     changes = stored_values(record, args.given)
     if args.strength is None:  # a command without --strength (generate) takes none from the image
         changes.pop("strength", None)
-    return replace(args, **changes, scheduler_state=scheduler_state(record, args.given))
+    return replace(args, **changes, scheduler_state=scheduler_state(record, args.given)), warnings

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sdcli.errors import UsageError
+from sdcli.errors import UsageError, first_line
 
 KARRAS, EXPONENTIAL, BETA, SGM_UNIFORM = "Karras", "Exponential", "Beta", "SGM Uniform"
 ALL_SCHEDULES = (KARRAS, EXPONENTIAL, BETA, SGM_UNIFORM)
@@ -290,8 +290,9 @@ def from_state(class_name: str, config: Mapping[str, Any]) -> Any:
         scheduler = cls.from_config({key: restored(value) for key, value in dict(config).items()})
         copy.deepcopy(scheduler).set_timesteps(2)  # what every image will ask of it, tried now
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise UsageError(
-            f"the image's stored {class_name} config is not usable ({type(exc).__name__}: {first})", hint=hint
+            f"the image's stored {class_name} config is not usable ({type(exc).__name__}: "
+            f"{first_line(exc)[:200]})",
+            hint=hint,
         ) from exc
     return scheduler

@@ -6,6 +6,7 @@ Only layout lives here; what is reported is decided in `sdcli.environment` and `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -133,15 +134,32 @@ def check(report: CheckReport) -> RenderableType:
     return Group(title, table)
 
 
+# C0 and C1 control characters but newline and tab, and DEL: an image's text must not drive the terminal.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+# Laying out a cell costs rich time per word: a 60 MB prompt would take minutes. --json has it all.
+_MAX_SHOWN = 20_000
+
+
+def _plain(value: object) -> Text:
+    """Text from an image, shown as it is: no rich markup ("[/]" in a prompt), no escape sequences."""
+    text = str(value)
+    if len(text) > _MAX_SHOWN:
+        text = f"{text[:_MAX_SHOWN]}… ({len(text) - _MAX_SHOWN} more characters; --json shows them all)"
+    return Text(_CONTROL_RE.sub("\ufffd", text))
+
+
 def image_metadata(meta: ImageMetadata) -> RenderableType:
     source = meta.source or "no generation parameters"
-    table = _table(f"{meta.file} ({meta.format}, {source})", "key", "value")
+    table = _table("", "key", "value")
+    table.title = _plain(f"{meta.file} ({meta.format}, {source})")
     if meta.prompt is not None:
-        table.add_row("Prompt", meta.prompt)
+        table.add_row("Prompt", _plain(meta.prompt))
     if meta.negative:
-        table.add_row("Negative prompt", meta.negative)
+        table.add_row("Negative prompt", _plain(meta.negative))
     for key, value in meta.parameters.items():
-        table.add_row(key, str(value))
+        table.add_row(_plain(key), _plain(value))
     return table
 
 

@@ -118,7 +118,7 @@ def test_a1111_layout() -> None:
         embeddings=[{"name": "easynegative", "hash": "c74b4e810b", "token": "easynegative"}],
     )
     assert a1111_parameters(record) == (
-        "a red fox in the snow\n"
+        "a red fox in the snow <lora:add_detail:0.6> <lora:xy,z:1>\n"
         "Negative prompt: blurry\n"
         "Steps: 25, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.5, Seed: 42, Size: 512x768, "
         "Model hash: 879db523c3, Model: dreamshaper_8, VAE: vae-ft-mse-840000, Denoising strength: 0.6, "
@@ -129,10 +129,12 @@ def test_a1111_layout() -> None:
 
 
 def test_a1111_layout_leaves_out_defaults() -> None:
-    text = a1111_parameters(_record(negative="", schedule=None, rng="device", clip_skip=1, guidance=7.0))
+    text = a1111_parameters(
+        _record(negative="", sampler="Euler", schedule=None, rng="device", clip_skip=1, guidance=7.0)
+    )
     assert text == (
         "a red fox in the snow\n"
-        "Steps: 25, Sampler: DPM++ 2M, CFG scale: 7, Seed: 42, Size: 512x768, "
+        "Steps: 25, Sampler: Euler, CFG scale: 7, Seed: 42, Size: 512x768, "
         "Model: runwayml/stable-diffusion-v1-5, Version: sdcli 0.1.0"
     )
     assert text.splitlines()[-1].startswith("Steps:")
@@ -152,6 +154,8 @@ ROUND_TRIP = {
     "ascii": _record(),
     "multi-line": _record(prompt="a fox\nin the snow\n\nwinter", negative="blurry\nlow quality"),
     "cjk-emoji": _record(prompt="一只狐狸在雪中 🦊❄️", negative="模糊, 低质量 😞", model="模型"),
+    # Latin-1 whose bytes are also valid UTF-8: written so that it does not read back as "é".
+    "latin1-like-utf8": _record(prompt="Ã© Ã¼ber", negative="naÃ¯ve"),
     "punctuation": _record(
         prompt='a "quoted" word, a colon: here, back\\slash \\n and (weight:1.2)',
         negative='no "quotes", no: colons \\',
@@ -174,9 +178,10 @@ def test_png_round_trip(tmp_path: Path, case: str) -> None:
     assert meta.parameters["Model"] == record["model"]
     assert (meta.parameters["Width"], meta.parameters["Height"]) == (512, 768)
     assert (meta.parameters["Steps"], meta.parameters["CFG scale"], meta.parameters["Seed"]) == (25, 7.5, 42)
-    # The A1111 text alone gives the same prompt and negative (what other tools see).
+    # The A1111 text alone gives the same prompt (with A1111's LoRA tags) and negative: what other tools see.
     parsed = parse_a1111(meta.raw["parameters"])
-    assert (parsed.prompt, parsed.negative) == (record["prompt"], record["negative"])
+    tags = "".join(f" <lora:{lora['name']}:{lora['scale']}>" for lora in record["loras"])
+    assert (parsed.prompt, parsed.negative) == (record["prompt"] + tags, record["negative"])
     if record.get("vae"):
         assert parsed.params["VAE"] == record["vae"]
 
@@ -201,8 +206,8 @@ def test_a1111_only_png_remakes(tmp_path: Path) -> None:
     info.add_text("parameters", a1111_parameters(record))
     meta = read_metadata(_save_png(tmp_path, info))
     assert meta.source == "a1111" and meta.record is None
-    assert (meta.prompt, meta.negative) == (record["prompt"], record["negative"])
-    remade = record_for_remake(meta)
+    assert (meta.prompt, meta.negative) == (record["prompt"] + " <lora:detail:0.5>", record["negative"])
+    remade = record_for_remake(meta)  # A1111 takes the LoRA tags out of the prompt, and so does --from
     for key in ("prompt", "negative", "steps", "guidance", "seed", "width", "height", "sampler", "schedule"):
         assert remade[key] == record[key], key
     assert remade["model"] == record["model"] and remade["rng"] == "cpu"
@@ -467,3 +472,47 @@ def test_record_from_a1111_direct() -> None:
     )
     record = record_from_a1111(parsed)
     assert record["model"] == "x" and record["guidance"] == 5.0 and "sampler" not in record
+
+
+# -- what the A1111 text says that the record alone does not ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sampler", "schedule", "written"),
+    [
+        ("DPM++ 2M", None, "Uniform"),  # the model's own sigmas, not A1111's Automatic (Karras)
+        ("DPM++ 2M SDE", None, "Uniform"),
+        ("DPM++ 2M SDE Heun", None, "Uniform"),
+        ("DPM++ 3M SDE", None, "Uniform"),
+        ("DPM++ SDE", None, "Uniform"),
+        ("DPM++ 2M", "Karras", "Karras"),
+        ("Euler", None, None),  # Automatic is the model's own sigmas here too: nothing to say
+        ("Euler a", "SGM Uniform", "SGM Uniform"),
+    ],
+)
+def test_schedule_type_is_what_was_used(sampler: str, schedule: str | None, written: str | None) -> None:
+    params = parse_a1111(a1111_parameters(_record(sampler=sampler, schedule=schedule))).params
+    assert params.get("Schedule type") == written
+    # and reading it back re-makes the same schedule
+    assert (
+        record_from_a1111(parse_a1111(a1111_parameters(_record(sampler=sampler, schedule=schedule)))).get(
+            "schedule"
+        )
+        == schedule
+    )
+
+
+def test_loras_are_tagged_in_the_prompt_once() -> None:
+    loras = [{"name": "detail", "hash": "7c6bad76eb54", "scale": 0.5}, {"name": "a:b<c>", "scale": 1.0}]
+    text = a1111_parameters(_record(prompt="a fox, <lora:detail:0.7>", loras=loras))
+    parsed = parse_a1111(text)
+    assert parsed.prompt == "a fox, <lora:detail:0.7> <lora:abc:1>"  # a tag the user wrote stays as it is
+    assert record_from_a1111(parsed)["prompt"] == "a fox,"
+    only = parse_a1111(a1111_parameters(_record(prompt="", loras=loras[:1])))
+    assert only.prompt == "<lora:detail:0.5>"
+
+
+def test_inpaint_writes_mask_blur() -> None:
+    params = parse_a1111(a1111_parameters(_record(mask_blur=4, strength=1.0))).params
+    assert params["Mask blur"] == 4 and list(params).index("Mask blur") > list(params).index("RNG")
+    assert "Mask blur" not in parse_a1111(a1111_parameters(_record())).params

@@ -19,6 +19,16 @@ if TYPE_CHECKING:
     from sdcli.xy_plot import Axis
 
 
+def remade(out: Output, args: ImageArgs) -> ImageArgs:
+    """`--from IMAGE`, saying what in the image could not be used."""
+    from sdcli import remake
+
+    args, unusable = remake.apply(args)
+    if unusable and args.from_ is not None:
+        out.warn(f"{args.from_.name}: {'; '.join(unusable)}; ignored")
+    return args
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What a command asks of one job before its file names are planned."""

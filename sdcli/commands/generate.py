@@ -32,9 +32,7 @@ def generate(
     """Make images from a text prompt, or from each line of a prompts file."""
     out = Output(quiet=args.quiet, json=args.json_)
     # 1. Validate everything before anything heavy is imported or loaded.
-    from sdcli import remake
-
-    args = remake.apply(args)
+    args = common.remade(out, args)
     model_request = args.model_request()
 
     from sdcli import distributed, dynamic_prompts, prompt_files, xy_plot

@@ -59,9 +59,7 @@ def img2img(
     """
     out = Output(quiet=args.quiet, json=args.json_)
     # 1. Validate everything, and read every input once, before anything heavy is imported or loaded.
-    from sdcli import remake
-
-    args = remake.apply(args)
+    args = common.remade(out, args)
     model_request = args.model_request()
     request = args.generation_request()
     check_prompt(args.prompt or "", "sdcli img2img PROMPT IMAGE...")

@@ -95,16 +95,27 @@ def info(
 
 
 def show_images(out: Output, images: list[Path]) -> None:
+    """Every image is reported: one that cannot be read gets its error line, and then the exit code is 2."""
     from dataclasses import asdict
 
     from sdcli import metadata, tables
 
+    failed = 0
     for path in images:
-        meta = metadata.read_metadata(path)
+        try:
+            meta = metadata.read_metadata(path)
+        except UsageError as exc:
+            out.error(exc.message)
+            failed += 1
+            continue
+        if meta.warnings:  # one line per file, however much is wrong with it
+            out.warn(f"{meta.file}: {'; '.join(meta.warnings)}; ignored")
         if out.json:
             out.data(asdict(meta))
         else:
             tables.show([tables.image_metadata(meta)])
+    if failed:
+        raise typer.Exit(int(UsageError.exit_code))
 
 
 def show_schedulers(out: Output) -> None:

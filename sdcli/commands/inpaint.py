@@ -31,9 +31,7 @@ def inpaint(
     """Repaint the white area of MASK in IMAGE from a prompt; the black area is kept as it is."""
     out = Output(quiet=args.quiet, json=args.json_)
     # 1. Validate everything, and read both files, before anything heavy is imported or loaded.
-    from sdcli import remake
-
-    args = remake.apply(args)
+    args = common.remade(out, args)
     model_request = args.model_request()
     request = args.generation_request()
     if mask_blur < 0:
