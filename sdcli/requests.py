@@ -106,6 +106,9 @@ class GenerationRequest:
     clip_skip: int = 1  # A1111 numbering: 1 = the text encoder's last layer
     weighting: str = "a1111"
     long_prompts: bool = True  # False: cut prompts at the text encoder's 75 tokens, with a warning
+    # Parameters left at sdcli's (SD) defaults, which a model family may replace with its own (FLUX.1: 28
+    # steps, distilled guidance 3.5); a value from a flag, the environment, a config file or --from is kept.
+    defaulted: frozenset[str] = frozenset()
 
     def validated(self) -> GenerationRequest:
         for name, value in (("--width", self.width), ("--height", self.height)):

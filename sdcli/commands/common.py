@@ -39,13 +39,27 @@ def given_on_command_line(ctx: typer.Context) -> set[str]:
 
 def apply_from_image(ctx: typer.Context, values: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """With --from IMAGE, stored parameters fill in what the command line did not give."""
+    values = {**values, "_defaulted": left_at_default(ctx, ("steps", "guidance"))}
     if values.get("from_") is None:
         return values, None
     from sdcli import remake
 
     record = remake.read_record(values["from_"])
     given = given_on_command_line(ctx)
+    # What the image stored is a given value, not a default a model family may replace.
+    values["_defaulted"] = frozenset(n for n in values["_defaulted"] if record.get(n) is None)
     return remake.merge(record, values, given), remake.scheduler_state(record, given)
+
+
+def left_at_default(ctx: typer.Context, names: tuple[str, ...]) -> frozenset[str]:
+    """The parameters that hold the command's own default: not a flag, variable or config-file value."""
+    return frozenset(
+        name
+        for name in names
+        if name in ctx.params
+        and (source := ctx.get_parameter_source(name)) is not None
+        and source.name == "DEFAULT"
+    )
 
 
 def model_request(values: dict[str, Any], scheduler_state: Any = None) -> ModelRequest:
@@ -101,6 +115,7 @@ def generation_request(values: dict[str, Any], *, read: bool = True) -> Generati
         clip_skip=values.get("clip_skip", 1),
         weighting=values.get("weighting", "a1111"),
         long_prompts=not values.get("no_long_prompts", False),
+        defaulted=values.get("_defaulted", frozenset()),
     ).validated()
 
 

@@ -1,0 +1,135 @@
+"""FLUX.1 and SD3 (and the generic fallback) through the real CLI and the modules: the same pixels as a
+plain diffusers script at the same seed, family defaults and metadata, `--from` remakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sdcli import families, metadata, pipelines
+from sdcli.requests import GenerationRequest, ModelRequest
+from tests.family_fixtures import plain_diffusers
+from tests.png_helpers import params_and_record, pixels
+
+SIZE = ("-W", "64", "-H", "64")
+
+
+@pytest.fixture(params=["flux", "sd3"])
+def family_model(request: pytest.FixtureRequest) -> tuple[str, Path]:
+    return request.param, request.getfixturevalue(f"tiny_{request.param}")
+
+
+def test_generate_matches_a_plain_diffusers_script(cli, family_model: tuple[str, Path]) -> None:
+    name, folder = family_model
+    result = cli("generate", "a cat", "-m", folder, "--steps", "2", "--seed", "5", *SIZE, "-o", "x.png")
+    assert result.exit_code == 0, result.stderr
+    expected = plain_diffusers(folder, "a cat", 5, num_inference_steps=2, width=64, height=64)
+    got = pixels("x.png").astype(int)
+    assert got.shape == (64, 64, 3) and got.std() > 1  # not a flat image
+    assert np.array_equal(got, expected)
+    _, record = params_and_record("x.png")
+    assert record["family"] == name and record["steps"] == 2
+    assert record["pipeline"] == {"flux": "FluxPipeline", "sd3": "StableDiffusion3Pipeline"}[name]
+
+
+def test_sd3_negative_prompt_is_the_pipelines(cli, tiny_sd3: Path) -> None:
+    args = ("generate", "a cat", "-m", tiny_sd3, "--steps", "2", "--seed", "3", *SIZE, "-n", "blurry")
+    result = cli(*args, "-o", "n.png")
+    assert result.exit_code == 0, result.stderr
+    expected = plain_diffusers(
+        tiny_sd3, "a cat", 3, negative_prompt="blurry", num_inference_steps=2, width=64, height=64
+    )
+    assert np.array_equal(pixels("n.png").astype(int), expected)
+    text, record = params_and_record("n.png")
+    assert "Negative prompt: blurry" in text and record["guidance"] == 7.0
+
+
+def test_flux_records_distilled_guidance_as_forge_does(cli, tiny_flux: Path) -> None:
+    args = ("generate", "a cat", "-m", tiny_flux, "--steps", "2", "--seed", "1", *SIZE, "-o", "f.png")
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    text, record = params_and_record("f.png")
+    # --guidance left alone: FluxPipeline's own 3.5, written as Forge writes it.
+    assert record["guidance"] == 3.5 and record["guidance_kind"] == "distilled"
+    assert "CFG scale: 1, Distilled CFG Scale: 3.5, Seed: 1" in text
+    # An A1111/Forge reader gets the distilled value back as the guidance to use.
+    assert metadata.record_from_a1111(metadata.parse_a1111(text))["guidance"] == 3.5
+
+
+def test_flux_remake_from_its_png_gives_the_same_pixels(cli, tiny_flux: Path) -> None:
+    first = cli("generate", "a red boat", "-m", tiny_flux, "--steps", "2", "-g", "2.5", *SIZE, "-o", "a.png")
+    assert first.exit_code == 0, first.stderr
+    again = cli("generate", "--from", "a.png", "-m", tiny_flux, "-o", "b.png")
+    assert again.exit_code == 0, again.stderr
+    assert np.array_equal(pixels("a.png"), pixels("b.png"))
+    assert params_and_record("b.png")[1]["guidance"] == 2.5
+
+
+def test_schnell_defaults_to_4_steps_and_no_guidance(cli, tiny_flux_schnell: Path) -> None:
+    result = cli("generate", "a cat", "-m", tiny_flux_schnell, "--seed", "2", *SIZE, "-o", "s.png")
+    assert result.exit_code == 0, result.stderr
+    text, record = params_and_record("s.png")
+    assert record["steps"] == 4 and record["guidance"] == 0.0 and record["family"] == "flux-schnell"
+    assert "Steps: 4," in text and "Distilled CFG Scale" not in text
+    expected = plain_diffusers(
+        tiny_flux_schnell, "a cat", 2, num_inference_steps=4, guidance_scale=0.0, width=64, height=64
+    )
+    assert np.array_equal(pixels("s.png").astype(int), expected)
+
+
+def test_flux_refuses_a_negative_prompt_before_denoising(cli, tiny_flux: Path) -> None:
+    result = cli("generate", "a cat", "-m", tiny_flux, "--steps", "1", *SIZE, "-n", "blurry", "-o", "n.png")
+    assert result.exit_code == 2
+    assert "FLUX.1 takes no negative prompt" in result.stderr and "hint:" in result.stderr
+    assert not Path("n.png").exists()
+
+
+def test_weighting_syntax_the_family_ignores_is_warned_once(cli, tiny_sd3: Path) -> None:
+    args = ("generate", "a (cat:1.3), [hat]", "-m", tiny_sd3, "--steps", "1", *SIZE, "-c", "2")
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("A1111 weighting") == 1
+    quiet = cli(*args, "--weighting", "none")
+    assert quiet.exit_code == 0 and "A1111 weighting" not in quiet.stderr
+
+
+def test_family_defaults_only_replace_what_was_left_at_default(tiny_flux: Path, tiny_sd3: Path) -> None:
+    flux = pipelines.load_model(ModelRequest(str(tiny_flux))).pipe
+    left = GenerationRequest("a", defaulted=frozenset({"steps", "guidance"}))
+    got = families.with_defaults(families.FLUX, flux, left)
+    assert (got.steps, got.guidance) == (28, 3.5)  # FluxPipeline's own defaults
+    given = GenerationRequest("a", steps=30, guidance=7.0)
+    assert families.with_defaults(families.FLUX, flux, given) == given
+    # SD/SDXL keep sdcli's defaults: their path does not change.
+    assert families.with_defaults(families.SD, flux, left) == left
+
+
+def test_pipeline_decode_and_sdcli_decode_agree_for_flux(tiny_flux: Path) -> None:
+    """The generic path (the pipeline decodes, sdcli checks) gives what sdcli's own decode gives."""
+    import torch
+
+    pipe = pipelines.load_model(ModelRequest(str(tiny_flux))).pipe
+    args = dict(prompt="a cat", num_inference_steps=1, width=32, height=32)
+    latents = pipe(**args, output_type="latent", generator=torch.Generator().manual_seed(0)).images
+    images = pipe(**args, output_type="pt", generator=torch.Generator().manual_seed(0)).images
+    ours = families.decode(families.FLUX, pipe, latents, 32, 32, upcast=False)
+    theirs = families.decode(families.GENERIC, pipe, images, 32, 32, upcast=False)
+    assert np.abs(ours.pixels[0] - theirs.pixels[0]).max() < 1e-5
+    with pytest.raises(families.CheckFailed, match="NaN"):
+        families.checked_images(images * float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("StableDiffusionPipeline", "sd"),
+        ("StableDiffusionXLImg2ImgPipeline", "sdxl"),
+        ("StableDiffusion3Pipeline", "sd3"),
+        ("FluxPipeline", "flux"),
+        ("PixArtSigmaPipeline", "generic"),
+    ],
+)
+def test_family_from_the_class_model_index_names(name: str, expected: str) -> None:
+    assert families.of_class(name).name == expected
