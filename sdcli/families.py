@@ -32,7 +32,11 @@ class Family:
     negative: bool  # the pipeline takes a negative prompt
     own_decode: bool  # sdcli decodes the latents itself (False: the pipeline does, sdcli checks)
     guidance: str = "cfg"  # "cfg", "distilled" (FLUX.1-dev) or "none" (FLUX.1-schnell)
-    steps: int | None = None  # the family's default steps; None: the pipeline's own `__call__` default
+    # The family's defaults, the same for its text-to-image, img2img and inpaint pipelines (diffusers' own
+    # differ between them: FluxImg2ImgPipeline says guidance 7, SD3's img2img 50 steps); None: the
+    # pipeline's `__call__` default.
+    steps: int | None = None
+    guidance_default: float | None = None
 
     @property
     def sdcli_native(self) -> bool:
@@ -42,7 +46,16 @@ class Family:
 
 SD = Family("sd", "Stable Diffusion", clip_prompts=True, negative=True, own_decode=True)
 SDXL = Family("sdxl", "SDXL", clip_prompts=True, negative=True, own_decode=True)
-FLUX = Family("flux", "FLUX.1", clip_prompts=False, negative=False, own_decode=True, guidance="distilled")
+FLUX = Family(
+    "flux",
+    "FLUX.1",
+    clip_prompts=False,
+    negative=False,
+    own_decode=True,
+    guidance="distilled",
+    steps=28,
+    guidance_default=3.5,
+)
 FLUX_SCHNELL = Family(
     "flux-schnell",
     "FLUX.1-schnell",
@@ -51,8 +64,9 @@ FLUX_SCHNELL = Family(
     own_decode=True,
     guidance="none",
     steps=4,
+    guidance_default=0.0,
 )
-SD3 = Family("sd3", "SD3", clip_prompts=False, negative=True, own_decode=True)
+SD3 = Family("sd3", "SD3", clip_prompts=False, negative=True, own_decode=True, steps=28, guidance_default=7.0)
 GENERIC = Family("generic", "this pipeline", clip_prompts=False, negative=True, own_decode=False)
 
 
@@ -106,7 +120,9 @@ def with_defaults(family: Family, pipe: Any, request: Any) -> Any:
         if isinstance(steps, int) and steps >= 1:
             changes["steps"] = steps
     if "guidance" in request.defaulted:
-        guidance = 0.0 if family.guidance == "none" else _call_default(pipe, "guidance_scale")
+        guidance = family.guidance_default
+        if guidance is None:
+            guidance = _call_default(pipe, "guidance_scale")
         if isinstance(guidance, (int, float)) and guidance >= 0:
             changes["guidance"] = float(guidance)
     return replace(request, **changes) if changes else request

@@ -211,12 +211,18 @@ TASK_PIPELINES = {
     "img2img": {
         "StableDiffusionPipeline": "StableDiffusionImg2ImgPipeline",
         "StableDiffusionXLPipeline": "StableDiffusionXLImg2ImgPipeline",
+        "StableDiffusion3Pipeline": "StableDiffusion3Img2ImgPipeline",
+        "FluxPipeline": "FluxImg2ImgPipeline",
     },
     "inpaint": {
         "StableDiffusionPipeline": "StableDiffusionInpaintPipeline",
         "StableDiffusionXLPipeline": "StableDiffusionXLInpaintPipeline",
         "StableDiffusionImg2ImgPipeline": "StableDiffusionInpaintPipeline",
         "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLInpaintPipeline",
+        "StableDiffusion3Pipeline": "StableDiffusion3InpaintPipeline",
+        "StableDiffusion3Img2ImgPipeline": "StableDiffusion3InpaintPipeline",
+        "FluxPipeline": "FluxInpaintPipeline",
+        "FluxImg2ImgPipeline": "FluxInpaintPipeline",
     },
 }
 

@@ -113,19 +113,19 @@ def build_tiny_family_pipeline(spec: TinySpec) -> Any:
         sd3 = SD3Transformer2DModel(
             sample_size=spec.sample_size,
             patch_size=1,
-            in_channels=4,
+            in_channels=16,  # SD3's 16 latent channels: its inpainting pipeline checks for them
             num_layers=1,
             attention_head_dim=8,
             num_attention_heads=4,
             caption_projection_dim=32,
             joint_attention_dim=T5_WIDTH,
             pooled_projection_dim=hidden * 2,
-            out_channels=4,
+            out_channels=16,
         )
         return StableDiffusion3Pipeline(
             transformer=sd3,
             scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-            vae=_flow_vae(4),
+            vae=_flow_vae(16),
             text_encoder=_text_encoder(hidden, projection=True),
             tokenizer=_tokenizer(),
             text_encoder_2=_text_encoder(hidden, projection=True),

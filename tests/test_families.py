@@ -133,3 +133,57 @@ def test_pipeline_decode_and_sdcli_decode_agree_for_flux(tiny_flux: Path) -> Non
 )
 def test_family_from_the_class_model_index_names(name: str, expected: str) -> None:
     assert families.of_class(name).name == expected
+
+
+def _input_png(path: Path) -> Path:
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)
+    return path
+
+
+def test_img2img_matches_the_diffusers_img2img_pipeline(cli, family_model, tmp_path: Path) -> None:
+    import diffusers
+    import torch
+    from PIL import Image
+
+    name, folder = family_model
+    photo = _input_png(tmp_path / "photo.png")
+    result = cli("img2img", "a cat", photo, "-m", folder, "--steps", "4", "--seed", "9", "-o", "i.png")
+    assert result.exit_code == 0, result.stderr
+    cls = {"flux": diffusers.FluxImg2ImgPipeline, "sd3": diffusers.StableDiffusion3Img2ImgPipeline}[name]
+    pipe = cls.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    size = {"width": 64, "height": 64} if name == "flux" else {}
+    guidance = {"flux": 3.5, "sd3": 7.0}[name]  # the family's defaults, recorded
+    with Image.open(photo) as image:
+        expected = pipe(
+            "a cat",
+            image=image.convert("RGB"),
+            strength=0.75,
+            num_inference_steps=4,
+            guidance_scale=guidance,
+            generator=torch.Generator("cpu").manual_seed(9),
+            **size,
+        ).images[0]
+    assert np.array_equal(pixels("i.png"), np.asarray(expected))
+    _, record = params_and_record("i.png")
+    assert record["pipeline"] == cls.__name__ and record["strength"] == 0.75 and record["guidance"] == guidance
+
+
+def test_inpaint_repaints_only_the_white_part(cli, family_model, tmp_path: Path) -> None:
+    from PIL import Image
+
+    name, folder = family_model
+    photo = _input_png(tmp_path / "photo.png")
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[16:48, 16:48] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    args = ("inpaint", photo, tmp_path / "mask.png", "a cat", "-m", folder, "--steps", "4", "--seed", "1")
+    result = cli(*args, "--mask-blur", "0", "-o", "p.png")
+    assert result.exit_code == 0, result.stderr
+    out, original = pixels("p.png").astype(int), pixels(photo).astype(int)
+    assert np.array_equal(out[:16], original[:16])  # black in the mask: the input's pixels exactly
+    assert np.abs(out[20:44, 20:44] - original[20:44, 20:44]).mean() > 5  # white: repainted
+    assert params_and_record("p.png")[1]["pipeline"].endswith("InpaintPipeline")
