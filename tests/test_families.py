@@ -169,7 +169,9 @@ def test_img2img_matches_the_diffusers_img2img_pipeline(cli, family_model, tmp_p
         ).images[0]
     assert np.array_equal(pixels("i.png"), np.asarray(expected))
     _, record = params_and_record("i.png")
-    assert record["pipeline"] == cls.__name__ and record["strength"] == 0.75 and record["guidance"] == guidance
+    assert (
+        record["pipeline"] == cls.__name__ and record["strength"] == 0.75 and record["guidance"] == guidance
+    )
 
 
 def test_inpaint_repaints_only_the_white_part(cli, family_model, tmp_path: Path) -> None:
@@ -187,3 +189,105 @@ def test_inpaint_repaints_only_the_white_part(cli, family_model, tmp_path: Path)
     assert np.array_equal(out[:16], original[:16])  # black in the mask: the input's pixels exactly
     assert np.abs(out[20:44, 20:44] - original[20:44, 20:44]).mean() > 5  # white: repainted
     assert params_and_record("p.png")[1]["pipeline"].endswith("InpaintPipeline")
+
+
+def test_info_check_runs_a_family_model(cli, tiny_sd3: Path) -> None:
+    import json
+
+    result = cli("info", "--check", "-m", tiny_sd3, "--json")
+    assert result.exit_code == 0, result.stderr
+    check = json.loads(result.stdout)["check"]
+    assert check["ok"] and check["pipeline"] == "StableDiffusion3Pipeline"
+    assert [s["name"] for s in check["stages"]] == ["import", "load", "denoise+decode", "verify"]
+
+
+# What black-forest-labs/FLUX.1-dev and stabilityai/stable-diffusion-3.5-large hold (names, not sizes): the
+# top-level single files and ComfyUI's text_encoders/ folder duplicate the pipeline's weights.
+FLUX_REPO = [
+    "ae.safetensors",
+    "flux1-dev.safetensors",
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "text_encoder_2/config.json",
+    "text_encoder_2/model-00001-of-00002.safetensors",
+    "text_encoder_2/model-00002-of-00002.safetensors",
+    "text_encoder_2/model.safetensors.index.json",
+    "tokenizer/vocab.json",
+    "tokenizer/merges.txt",
+    "tokenizer_2/spiece.model",
+    "tokenizer_2/tokenizer.json",
+    "tokenizer_2/tokenizer_config.json",
+    "transformer/config.json",
+    "transformer/diffusion_pytorch_model-00001-of-00003.safetensors",
+    "transformer/diffusion_pytorch_model-00002-of-00003.safetensors",
+    "transformer/diffusion_pytorch_model-00003-of-00003.safetensors",
+    "transformer/diffusion_pytorch_model.safetensors.index.json",
+    "transformer/diffusion_pytorch_model.bf16-00001-of-00002.safetensors",
+    "transformer/diffusion_pytorch_model.bf16-00002-of-00002.safetensors",
+    "transformer/diffusion_pytorch_model.safetensors.index.bf16.json",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+]
+FLUX_INDEX = {
+    "_class_name": "FluxPipeline",
+    **{
+        name: ["diffusers", "x"]
+        for name in (
+            "scheduler",
+            "text_encoder",
+            "text_encoder_2",
+            "tokenizer",
+            "tokenizer_2",
+            "transformer",
+            "vae",
+        )
+    },
+}
+
+
+def test_download_takes_each_flux_weight_once() -> None:
+    from sdcli.selection import select_files
+
+    plain = select_files(FLUX_REPO, FLUX_INDEX)
+    assert "flux1-dev.safetensors" not in plain and "ae.safetensors" not in plain
+    assert [f for f in plain if f.startswith("transformer/") and ".bf16" in f] == []
+    assert sum(f.startswith("transformer/diffusion_pytorch_model-") for f in plain) == 3
+    assert {"text_encoder_2/model.safetensors.index.json", "tokenizer_2/spiece.model"} <= set(plain)
+    bf16 = [f for f in select_files(FLUX_REPO, FLUX_INDEX, variant="bf16") if f.startswith("transformer/")]
+    assert bf16 == [
+        "transformer/config.json",
+        "transformer/diffusion_pytorch_model.bf16-00001-of-00002.safetensors",
+        "transformer/diffusion_pytorch_model.bf16-00002-of-00002.safetensors",
+        "transformer/diffusion_pytorch_model.safetensors.index.bf16.json",
+    ]
+    # A variant a component lacks falls back to its plain weights, as diffusers loads them.
+    assert "text_encoder_2/model-00001-of-00002.safetensors" in select_files(
+        FLUX_REPO, FLUX_INDEX, variant="bf16"
+    )
+
+
+def test_download_skips_sd35s_comfyui_copies(tiny_sd3: Path) -> None:
+    from sdcli.selection import select_files
+
+    files = [
+        "model_index.json",
+        "sd3.5_large.safetensors",
+        "text_encoders/clip_g.safetensors",
+        "text_encoders/t5xxl_fp16.safetensors",
+        "text_encoder_3/config.json",
+        "text_encoder_3/model-00001-of-00002.safetensors",
+        "text_encoder_3/model-00002-of-00002.safetensors",
+        "text_encoder_3/model.safetensors.index.json",
+        "tokenizer_3/spiece.model",
+    ]
+    index = pipelines.read_model_index(tiny_sd3)  # the real SD3 layout: three encoders and tokenizers
+    assert select_files(files, index) == [
+        "model_index.json",
+        "text_encoder_3/config.json",
+        "text_encoder_3/model-00001-of-00002.safetensors",
+        "text_encoder_3/model-00002-of-00002.safetensors",
+        "text_encoder_3/model.safetensors.index.json",
+        "tokenizer_3/spiece.model",
+    ]
