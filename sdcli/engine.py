@@ -157,6 +157,8 @@ def generate(
     width, height = request.width or native_w, request.height or native_h
     families.check_request(family, pipe, request, width, height)
     record = {**base_record(model, request, width, height), **families.record_fields(family)}
+    if model.request.quantize:  # only when used: SD records stay as they were
+        record["quantize"] = model.request.quantize
     call = dict(
         num_inference_steps=request.steps,
         guidance_scale=request.guidance,

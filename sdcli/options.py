@@ -151,6 +151,13 @@ ChannelsLast = Annotated[
 Compile = Annotated[
     bool, typer.Option("--compile", help="torch.compile the UNet: slow first image, faster after (batches).")
 ]
+Quantize = Annotated[
+    str | None,
+    typer.Option(
+        help="Load the transformer/UNet (and T5) quantized: bnb-4bit, bnb-8bit (bitsandbytes), torchao-int8, "
+        "torchao-int4 (torchao). Needs that package: pip install 'sdcli[bitsandbytes]' or 'sdcli[torchao]'."
+    ),
+]
 TinyVae = Annotated[
     str | None,
     typer.Option(help="Decode with a tiny autoencoder (local folder or cached id, e.g. madebyollin/taesd)."),

@@ -108,6 +108,7 @@ def load_pipeline(
     *,
     offload: str = "none",
     safety_checker: bool = True,
+    quantize: str | None = None,
 ) -> Any:
     """Load safetensors weights in `dtype`, straight onto `device` or behind offload hooks; never runs code
     from the repo."""
@@ -122,6 +123,12 @@ def load_pipeline(
     direct = direct and source.checkpoint is None
     if direct:
         kwargs["device_map"] = "cuda"
+    if quantize is not None:
+        from sdcli import quantization
+
+        kwargs["quantization_config"] = quantization.pipeline_config(
+            quantize, read_model_index(source.folder), dtype
+        )
     try:
         if source.checkpoint is not None:
             from sdcli import checkpoints
@@ -180,7 +187,13 @@ def _load_model(request: ModelRequest) -> LoadedModel:
     options, memory_notes = memory.effective(request.memory, device)
     source = locate(request)
     pipe = load_pipeline(
-        source, device, dtype, request.variant, offload=options.offload, safety_checker=request.safety_checker
+        source,
+        device,
+        dtype,
+        request.variant,
+        offload=options.offload,
+        safety_checker=request.safety_checker,
+        quantize=request.quantize,
     )
     # Adapters go in before memory.apply: torch.compile must see the UNet with its LoRA layers.
     loras = adapters.load_loras(pipe, request.loras)

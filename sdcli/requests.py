@@ -68,6 +68,7 @@ class ModelRequest:
     allow_pickle: bool = False  # read .ckpt/.pt/.bin/.pth weights (tensors only)
     loras: tuple[LoraSpec, ...] = ()
     embeddings: tuple[EmbeddingSpec, ...] = ()
+    quantize: str | None = None  # a sdcli.quantization scheme name: bnb-4bit, torchao-int8, ...
 
     def validated(self) -> ModelRequest:
         model = MODEL_ALIASES.get(self.model, self.model)
@@ -84,7 +85,10 @@ class ModelRequest:
             raise UsageError(f"--rng {self.rng!r} is not one of cpu, device")
         checkpoints.refuse_pickle(model, self.allow_pickle, "--model")
         adapters.validated(self.loras, self.embeddings, self.allow_pickle)
-        return replace(self, model=model, memory=self.memory.validated())
+        from sdcli import quantization
+
+        quantize = quantization.validated(self.quantize)
+        return replace(self, model=model, memory=self.memory.validated(), quantize=quantize)
 
 
 @dataclass(frozen=True)

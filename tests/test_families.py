@@ -291,3 +291,30 @@ def test_download_skips_sd35s_comfyui_copies(tiny_sd3: Path) -> None:
         "text_encoder_3/model.safetensors.index.json",
         "tokenizer_3/spiece.model",
     ]
+
+
+@pytest.mark.parametrize(("scheme", "package"), [("bnb-4bit", "bitsandbytes"), ("torchao-int8", "torchao")])
+def test_quantize_without_its_package_is_exit_2_naming_the_pip_line(cli, scheme: str, package: str) -> None:
+    from sdcli import quantization
+
+    if quantization.installed(package):
+        pytest.skip(f"{package} is installed here")
+    # Refused while validating, before the (nonexistent) model is looked for.
+    result = cli("generate", "a cat", "-m", "./no-such-model", "--quantize", scheme)
+    assert result.exit_code == 2, result.stderr
+    assert f"--quantize {scheme} needs the {package} package" in result.stderr
+    assert f"pip install 'sdcli[{package}]'" in result.stderr
+
+
+def test_unknown_quantize_scheme_is_exit_2(cli) -> None:
+    result = cli("generate", "a cat", "-m", "./no-such-model", "--quantize", "int3")
+    assert result.exit_code == 2 and "is not one of none, bnb-4bit" in result.stderr
+
+
+def test_quantize_takes_the_denoiser_and_t5_only(tiny_flux: Path, tiny_sd3: Path, tiny_sd: Path) -> None:
+    from sdcli import quantization
+
+    assert quantization.components(pipelines.read_model_index(tiny_flux)) == ["transformer", "text_encoder_2"]
+    assert quantization.components(pipelines.read_model_index(tiny_sd3)) == ["transformer", "text_encoder_3"]
+    # SDXL's text_encoder_2 is a CLIP: small, left alone; SD's denoiser is its UNet.
+    assert quantization.components(pipelines.read_model_index(tiny_sd)) == ["unet"]

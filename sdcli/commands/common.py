@@ -94,6 +94,7 @@ def model_request(values: dict[str, Any], scheduler_state: Any = None) -> ModelR
         # .get: commands without these options share this function
         config=values.get("config"),
         allow_pickle=values.get("allow_pickle", False),
+        quantize=values.get("quantize"),
         loras=tuple(LoraSpec.parse(text) for text in values.get("lora") or ()),
         embeddings=tuple(EmbeddingSpec.parse(text) for text in values.get("embedding") or ()),
     ).validated()

@@ -80,6 +80,7 @@ def img2img(
     channels_last: opt.ChannelsLast = False,
     compile: opt.Compile = False,
     tiny_vae: opt.TinyVae = None,
+    quantize: opt.Quantize = None,
     oom_retry: opt.OomRetry = False,
     no_safety_checker: opt.NoSafetyChecker = False,
     keep_filtered: opt.KeepFiltered = False,

@@ -55,6 +55,7 @@ def inpaint(
     channels_last: opt.ChannelsLast = False,
     compile: opt.Compile = False,
     tiny_vae: opt.TinyVae = None,
+    quantize: opt.Quantize = None,
     oom_retry: opt.OomRetry = False,
     no_safety_checker: opt.NoSafetyChecker = False,
     keep_filtered: opt.KeepFiltered = False,
