@@ -30,6 +30,7 @@ class ModelSource:
     model_hash: str | None = None
     checkpoint: Path | None = None  # a single-file checkpoint; `folder` then holds only its family's configs
     config: str | None = None  # the name of that config folder or Hub id, for the record
+    component: str | None = None  # "transformer": the checkpoint is that component of `folder`'s pipeline
 
     @property
     def pipeline_class(self) -> str:
@@ -60,8 +61,10 @@ def locate(request: ModelRequest) -> ModelSource:
     if path.is_dir():
         read_model_index(path)
         return ModelSource(name=display_name(request.model), folder=path)
-    from sdcli import checkpoints
+    from sdcli import checkpoints, family_checkpoints
 
+    if family_checkpoints.claims(request.model):
+        return family_checkpoints.locate(request.model, config=request.config)
     if checkpoints.is_checkpoint_name(request.model):
         return checkpoints.locate(
             request.model, config=request.config, allow_pickle=request.allow_pickle, revision=request.revision
@@ -130,7 +133,11 @@ def load_pipeline(
             quantize, read_model_index(source.folder), dtype
         )
     try:
-        if source.checkpoint is not None:
+        if source.component is not None:
+            from sdcli import family_checkpoints
+
+            pipe = family_checkpoints.load(cls, source, dtype, **kwargs)
+        elif source.checkpoint is not None:
             from sdcli import checkpoints
 
             pipe = checkpoints.load(cls, source, dtype, **kwargs)

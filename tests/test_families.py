@@ -318,3 +318,56 @@ def test_quantize_takes_the_denoiser_and_t5_only(tiny_flux: Path, tiny_sd3: Path
     assert quantization.components(pipelines.read_model_index(tiny_sd3)) == ["transformer", "text_encoder_3"]
     # SDXL's text_encoder_2 is a CLIP: small, left alone; SD's denoiser is its UNet.
     assert quantization.components(pipelines.read_model_index(tiny_sd)) == ["unet"]
+
+
+def _transformer_file(folder: Path, to: Path) -> Path:
+    """What a FLUX.1 fine-tune ships: the transformer's weights alone, in one file."""
+    import shutil
+
+    return Path(shutil.copyfile(folder / "transformer" / "diffusion_pytorch_model.safetensors", to))
+
+
+def test_a_transformer_file_with_config_makes_the_folders_pixels(cli, family_model, tmp_path: Path) -> None:
+    name, folder = family_model
+    weights = _transformer_file(folder, tmp_path / f"my-{name}-finetune.safetensors")
+    common = ("--steps", "2", "--seed", "4", *SIZE)
+    single = cli("generate", "a cat", "-m", weights, "--config", folder, *common, "-o", "single.png")
+    assert single.exit_code == 0, single.stderr
+    whole = cli("generate", "a cat", "-m", folder, *common, "-o", "folder.png")
+    assert whole.exit_code == 0, whole.stderr
+    assert np.array_equal(pixels("single.png"), pixels("folder.png"))
+    text, record = params_and_record("single.png")
+    assert record["model"] == f"my-{name}-finetune" and record["config"] == folder.name
+    assert len(record["model_hash"]) == 10 and f"Model hash: {record['model_hash']}" in text
+
+
+def test_a_transformer_file_needs_the_rest_of_the_pipeline(cli, tiny_flux: Path, tmp_path: Path) -> None:
+    from tests.model_fixtures import config_only_copy
+
+    weights = _transformer_file(tiny_flux, tmp_path / "ft.safetensors")
+    configs = config_only_copy(tiny_flux, tmp_path / "flux-configs")
+    result = cli("generate", "a cat", "-m", weights, "--config", configs, "--steps", "1", *SIZE)
+    assert result.exit_code == 3
+    assert "has no weights for text_encoder, text_encoder_2, vae" in result.stderr
+    assert "--exclude 'transformer/*'" in result.stderr
+
+
+def test_a_transformer_file_with_another_familys_config_is_exit_2(
+    cli, tiny_sd3: Path, tiny_flux: Path, tmp_path: Path
+) -> None:
+    weights = _transformer_file(tiny_sd3, tmp_path / "sd3-ft.safetensors")
+    result = cli("generate", "a cat", "-m", weights, "--config", tiny_flux, "--steps", "1", *SIZE)
+    assert result.exit_code == 2
+    assert "is a SD3 transformer but --config tiny-flux describes a FluxPipeline model" in result.stderr
+
+
+def test_a_gguf_file_without_the_gguf_package_is_exit_2(cli, tiny_flux: Path, tmp_path: Path) -> None:
+    from sdcli import quantization
+
+    if quantization.installed("gguf"):
+        pytest.skip("gguf is installed here")
+    weights = tmp_path / "flux1-dev-Q4_K_S.gguf"
+    weights.write_bytes(b"GGUF" + bytes(60))
+    result = cli("generate", "a cat", "-m", weights, "--config", tiny_flux, "--steps", "1")
+    assert result.exit_code == 2
+    assert "needs the gguf package" in result.stderr and "pip install 'sdcli[gguf]'" in result.stderr
