@@ -204,7 +204,8 @@ def generate(
             if conditioning
             else families.prompt_texts(family, request, len(chunk))
         )
-        latents, notes = _denoise(model, {**call, **texts, "generator": generators(chunk, noise_device)}, run)
+        arguments = {**call, **texts, "generator": generators(chunk, noise_device)}
+        latents, notes = _denoise(model, families.call_arguments(family, pipe, arguments), run)
         if start == 0 and conditioning:
             notes = (*conditioning.notes, *notes)
         if start == 0:
@@ -216,7 +217,13 @@ def generate(
                 "the VAE produced NaN in half precision; decoded in fp32 (kept for the rest of the run)",
             )
         seconds = (time.perf_counter() - began) / len(chunk)
-        extra = {"vae_fp32_retry": run.upcast_vae or None, "oom_fallbacks": list(run.fallbacks) or None}
+        size, size_notes = families.actual_size(decoded, width, height)
+        extra: dict[str, Any] = {
+            "vae_fp32_retry": run.upcast_vae or None,
+            "oom_fallbacks": list(run.fallbacks) or None,
+            **size,
+        }
+        notes = (*notes, *size_notes) if start == 0 else notes
         for offset, (seed, pixels, flagged) in enumerate(
             zip(chunk, decoded.pixels, decoded.flagged, strict=True)
         ):

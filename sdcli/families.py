@@ -179,6 +179,17 @@ def prompt_texts(family: Family, request: Any, n: int) -> dict[str, Any]:
     return texts
 
 
+def call_arguments(family: Family, pipe: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A generic pipeline gets only the arguments its `__call__` names (one without guidance_scale or a
+    step callback would fail on them); the known families get every one, as before."""
+    if family is not GENERIC:
+        return arguments
+    parameters = _parameters(pipe)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return arguments
+    return {k: v for k, v in arguments.items() if k in parameters}
+
+
 def record_fields(family: Family) -> dict[str, Any]:
     """What the metadata adds for this family; nothing for SD/SDXL, whose records stay as they were."""
     if family.sdcli_native:
@@ -208,6 +219,18 @@ def decode(family: Family, pipe: Any, output: Any, width: int, height: int, *, u
     if family.own_decode:
         return decoding.decode(pipe, vae_latents(family, pipe, output, width, height), upcast=upcast)
     return checked_images(output)
+
+
+def actual_size(decoded: Any, width: int, height: int) -> tuple[dict[str, int], tuple[str, ...]]:
+    """The size the images came out at, for the record, when a pipeline chose another than was asked
+    (FluxKontextPipeline resizes to about a megapixel whatever it is told); nothing when they agree."""
+    if not decoded.pixels:
+        return {}, ()
+    got_h, got_w = decoded.pixels[0].shape[:2]
+    if (got_w, got_h) == (width, height):
+        return {}, ()
+    note = f"the pipeline made {got_w}x{got_h} images, not the {width}x{height} asked for; recorded as made"
+    return {"width": int(got_w), "height": int(got_h)}, (note,)
 
 
 def checked_images(images: Any) -> Any:

@@ -371,3 +371,22 @@ def test_a_gguf_file_without_the_gguf_package_is_exit_2(cli, tiny_flux: Path, tm
     result = cli("generate", "a cat", "-m", weights, "--config", tiny_flux, "--steps", "1")
     assert result.exit_code == 2
     assert "needs the gguf package" in result.stderr and "pip install 'sdcli[gguf]'" in result.stderr
+
+
+def test_a_pipeline_that_picks_its_own_size_is_recorded_as_made() -> None:
+    from sdcli.decoding import Decoded
+
+    made = Decoded(pixels=[np.zeros((32, 48, 3))], flagged=[False], vae_upcast=False)
+    assert families.actual_size(made, 48, 32) == ({}, ())
+    size, notes = families.actual_size(made, 64, 64)
+    assert size == {"width": 48, "height": 32} and "made 48x32 images, not the 64x64" in notes[0]
+
+
+def test_a_generic_pipeline_gets_only_the_arguments_it_names(tiny_flux: Path) -> None:
+    pipe = pipelines.load_model(ModelRequest(str(tiny_flux))).pipe
+    arguments = {"prompt": ["a"], "guidance_scale": 2.0, "strength": 0.5}
+    assert families.call_arguments(families.GENERIC, pipe, arguments) == {
+        "prompt": ["a"],
+        "guidance_scale": 2.0,
+    }
+    assert families.call_arguments(families.FLUX, pipe, arguments) == arguments
