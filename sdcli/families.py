@@ -156,18 +156,24 @@ def _size_multiple(family: Family, pipe: Any) -> int:
 
 
 def prompt_notes(family: Family, request: Any) -> tuple[str, ...]:
-    """One warning when A1111 syntax would be passed to an encoder that reads it as plain text."""
+    """One warning each when A1111 syntax or --clip-skip would be lost on the family's own encoders."""
     from sdcli import prompts
 
-    if family.clip_prompts or request.weighting != "a1111":
+    if family.clip_prompts:
         return ()
+    notes = []
+    if request.clip_skip > 1:
+        notes.append(f"{family.label} encodes prompts with its own text encoders: --clip-skip is not applied")
     texts = [t for t in (request.prompt, request.negative) if t]
-    if not any(len(prompts.parse_attention(t)) > 1 or prompts.parse_attention(t)[0][1] != 1.0 for t in texts):
-        return ()
-    return (
-        f"{family.label} encodes prompts with its own text encoders: A1111 weighting such as (word:1.2) and "
-        "BREAK is read as plain text (use --weighting none to silence this)",
+    weighted = any(
+        len(prompts.parse_attention(t)) > 1 or prompts.parse_attention(t)[0][1] != 1.0 for t in texts
     )
+    if weighted and request.weighting == "a1111":
+        notes.append(
+            f"{family.label} encodes prompts with its own text encoders: A1111 weighting such as (word:1.2) "
+            "and BREAK is read as plain text (use --weighting none to silence this)"
+        )
+    return tuple(notes)
 
 
 def prompt_texts(family: Family, request: Any, n: int) -> dict[str, Any]:

@@ -93,6 +93,8 @@ def test_weighting_syntax_the_family_ignores_is_warned_once(cli, tiny_sd3: Path)
     assert result.stderr.count("A1111 weighting") == 1
     quiet = cli(*args, "--weighting", "none")
     assert quiet.exit_code == 0 and "A1111 weighting" not in quiet.stderr
+    skip = cli("generate", "a cat", "-m", tiny_sd3, "--steps", "1", *SIZE, "--clip-skip", "2")
+    assert skip.exit_code == 0 and skip.stderr.count("--clip-skip is not applied") == 1
 
 
 def test_family_defaults_only_replace_what_was_left_at_default(tiny_flux: Path, tiny_sd3: Path) -> None:
