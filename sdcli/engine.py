@@ -52,8 +52,12 @@ def _installed_versions() -> tuple[tuple[str, str], ...]:
 
 
 def native_size(pipe: Any) -> tuple[int, int]:
-    # default_sample_size: SDXL, SD3, FLUX.1 and most other pipelines have it; SD 1.x/2.x use the UNet's.
-    size = getattr(pipe, "default_sample_size", None) or pipe.unet.config.sample_size
+    # default_sample_size: SDXL, SD3, FLUX.1 and most other pipelines have it; SD 1.x/2.x use the UNet's,
+    # transformer pipelines without it (PixArt) their transformer's.
+    size = getattr(pipe, "default_sample_size", None)
+    if not size:
+        denoiser = getattr(pipe, "unet", None) or pipe.transformer
+        size = denoiser.config.sample_size
     return size * pipe.vae_scale_factor, size * pipe.vae_scale_factor
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sdcli.tiny import TinySpec, _text_encoder, _tokenizer
 
-FAMILIES = ("flux", "flux-schnell", "sd3")
+FAMILIES = ("flux", "flux-schnell", "sd3", "pixart")
 T5_WIDTH = 32
 
 
@@ -69,7 +69,8 @@ def _flow_vae(latent_channels: int) -> Any:
 
 
 def build_tiny_family_pipeline(spec: TinySpec) -> Any:
-    """A random-weight FLUX.1-dev ("flux"), FLUX.1-schnell ("flux-schnell") or SD3 ("sd3") pipeline,
+    """A random-weight FLUX.1-dev ("flux"), FLUX.1-schnell ("flux-schnell"), SD3 ("sd3") or PixArt-Sigma
+    ("pixart") pipeline,
     deterministic for a given spec. The VAE downsamples by 2, like `sdcli.tiny`'s."""
     import torch
     from diffusers import (
@@ -132,5 +133,36 @@ def build_tiny_family_pipeline(spec: TinySpec) -> Any:
             tokenizer_2=_tokenizer(),
             text_encoder_3=_t5_encoder(),
             tokenizer_3=_t5_tokenizer(),
+        )
+    if spec.family == "pixart":
+        # PixArt-Sigma (T5 + a DiT, no default_sample_size): a pipeline sdcli knows nothing special about, so
+        # the tests can run the generic path, where the pipeline encodes and decodes itself.
+        from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline, PixArtTransformer2DModel
+
+        from sdcli.tiny import _vae
+
+        dit = PixArtTransformer2DModel(
+            sample_size=spec.sample_size,
+            num_layers=1,
+            patch_size=2,
+            attention_head_dim=8,
+            num_attention_heads=3,
+            caption_channels=T5_WIDTH,
+            in_channels=4,
+            cross_attention_dim=24,
+            out_channels=8,
+            attention_bias=True,
+            activation_fn="gelu-approximate",
+            num_embeds_ada_norm=1000,
+            norm_type="ada_norm_single",
+            norm_elementwise_affine=False,
+            norm_eps=1e-6,
+        )
+        return PixArtSigmaPipeline(
+            tokenizer=_t5_tokenizer(),
+            text_encoder=_t5_encoder(),
+            vae=_vae(spec.width),
+            transformer=dit,
+            scheduler=DPMSolverMultistepScheduler(),
         )
     raise ValueError(f"unknown tiny pipeline family {spec.family!r}; one of {', '.join(FAMILIES)}")

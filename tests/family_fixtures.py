@@ -48,5 +48,10 @@ def tiny_flux_schnell(family_models: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_pixart(family_models: Path) -> Path:
+    return save_family(family_models, "pixart")
+
+
+@pytest.fixture(scope="session")
 def tiny_sd3(family_models: Path) -> Path:
     return save_family(family_models, "sd3")

@@ -392,3 +392,15 @@ def test_a_generic_pipeline_gets_only_the_arguments_it_names(tiny_flux: Path) ->
         "guidance_scale": 2.0,
     }
     assert families.call_arguments(families.FLUX, pipe, arguments) == arguments
+
+
+def test_a_pipeline_sdcli_knows_nothing_about_runs_as_diffusers_runs_it(cli, tiny_pixart: Path) -> None:
+    """PixArt-Sigma: the generic path, where the pipeline encodes and decodes and sdcli checks."""
+    result = cli("generate", "a cat", "-m", tiny_pixart, "--steps", "2", "--seed", "6", *SIZE, "-o", "g.png")
+    assert result.exit_code == 0, result.stderr
+    expected = plain_diffusers(tiny_pixart, "a cat", 6, num_inference_steps=2, width=64, height=64)
+    assert np.array_equal(pixels("g.png").astype(int), expected)
+    text, record = params_and_record("g.png")
+    # Steps and guidance left alone would be the pipeline's own defaults (20, 4.5); --steps 2 was given.
+    assert record["family"] == "generic" and record["pipeline"] == "PixArtSigmaPipeline"
+    assert record["steps"] == 2 and record["guidance"] == 4.5 and "CFG scale: 4.5" in text
