@@ -98,6 +98,8 @@ PATCHES: dict[str, Callable[[Any], None]] = {
     "diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl": _call(
         "StableDiffusionXLPipeline"
     ),
+    "diffusers.pipelines.flux.pipeline_flux": _call("FluxPipeline"),
+    "diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3": _call("StableDiffusion3Pipeline"),
     "diffusers.models.autoencoders.autoencoder_kl": _autoencoder,
     "diffusers.image_processor": _image_processor,
     "PIL.Image": _pil,

@@ -29,6 +29,10 @@ def _unscale(vae: Any, latents: Any) -> Any:
         mean_t = torch.tensor(mean).view(shape).to(latents.device, latents.dtype)
         std_t = torch.tensor(std).view(shape).to(latents.device, latents.dtype)
         return latents * std_t / config.scaling_factor + mean_t
+    # SD3 and FLUX.1 VAEs centre their latents as well as scale them; SD/SDXL VAEs have no shift.
+    shift = getattr(config, "shift_factor", None)
+    if shift is not None:
+        return latents / config.scaling_factor + shift
     return latents / config.scaling_factor
 
 

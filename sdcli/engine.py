@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdcli import decoding, prompts, schedulers
+from sdcli import families, prompts, schedulers
 from sdcli.errors import OutOfMemory, is_allocation_failure
 from sdcli.pipelines import LoadedModel
 from sdcli.requests import GenerationRequest
@@ -52,7 +52,12 @@ def _installed_versions() -> tuple[tuple[str, str], ...]:
 
 
 def native_size(pipe: Any) -> tuple[int, int]:
-    size = getattr(pipe, "default_sample_size", None) or pipe.unet.config.sample_size
+    # default_sample_size: SDXL, SD3, FLUX.1 and most other pipelines have it; SD 1.x/2.x use the UNet's,
+    # transformer pipelines without it (PixArt) their transformer's.
+    size = getattr(pipe, "default_sample_size", None)
+    if not size:
+        denoiser = getattr(pipe, "unet", None) or pipe.transformer
+        size = denoiser.config.sample_size
     return size * pipe.vae_scale_factor, size * pipe.vae_scale_factor
 
 
@@ -150,13 +155,18 @@ def generate(
 ) -> Iterator[GeneratedImage]:
     """Yield each image as soon as its batch is decoded; image i has seed `request.seed + i`."""
     pipe = model.pipe
+    family = families.of_pipeline(pipe)
+    request = families.with_defaults(family, pipe, request)
     native_w, native_h = native_size(pipe)
     width, height = request.width or native_w, request.height or native_h
-    record = base_record(model, request, width, height)
+    families.check_request(family, pipe, request, width, height)
+    record = {**base_record(model, request, width, height), **families.record_fields(family)}
+    if model.request.quantize:  # only when used: SD records stay as they were
+        record["quantize"] = model.request.quantize
     call = dict(
         num_inference_steps=request.steps,
         guidance_scale=request.guidance,
-        output_type="latent",
+        output_type=families.output_type(family),
         **(inputs or {}),
     )
     # Image-to-image pipelines take their size from the input image and have no width/height parameters
@@ -174,14 +184,19 @@ def generate(
         call["callback_on_step_end"] = step_end
 
     # Encoded once for the whole run; None: the pipeline encodes the prompt strings itself.
-    conditioning = prompts.encode(
-        pipe,
-        request.prompt,
-        request.negative,
-        weighting=request.weighting,
-        clip_skip=request.clip_skip,
-        long=request.long_prompts,
+    conditioning = (
+        prompts.encode(
+            pipe,
+            request.prompt,
+            request.negative,
+            weighting=request.weighting,
+            clip_skip=request.clip_skip,
+            long=request.long_prompts,
+        )
+        if family.clip_prompts
+        else None
     )
+    family_notes = families.prompt_notes(family, request)
     run = _Run()
     noise_device = "cpu" if model.request.rng == "cpu" else model.device
     seeds = request.seeds
@@ -191,19 +206,28 @@ def generate(
         texts = (
             conditioning.batch(len(chunk))
             if conditioning
-            else {"prompt": [request.prompt] * len(chunk), "negative_prompt": [request.negative] * len(chunk)}
+            else families.prompt_texts(family, request, len(chunk))
         )
-        latents, notes = _denoise(model, {**call, **texts, "generator": generators(chunk, noise_device)}, run)
+        arguments = {**call, **texts, "generator": generators(chunk, noise_device)}
+        latents, notes = _denoise(model, families.call_arguments(family, pipe, arguments), run)
         if start == 0 and conditioning:
             notes = (*conditioning.notes, *notes)
-        decoded = decoding.decode(pipe, latents, upcast=run.upcast_vae)
+        if start == 0:
+            notes = (*family_notes, *notes)
+        decoded = families.decode(family, pipe, latents, width, height, upcast=run.upcast_vae)
         if decoded.vae_upcast and not run.upcast_vae:
             run.upcast_vae = True
             notes += (
                 "the VAE produced NaN in half precision; decoded in fp32 (kept for the rest of the run)",
             )
         seconds = (time.perf_counter() - began) / len(chunk)
-        extra = {"vae_fp32_retry": run.upcast_vae or None, "oom_fallbacks": list(run.fallbacks) or None}
+        size, size_notes = families.actual_size(decoded, width, height)
+        extra: dict[str, Any] = {
+            "vae_fp32_retry": run.upcast_vae or None,
+            "oom_fallbacks": list(run.fallbacks) or None,
+            **size,
+        }
+        notes = (*notes, *size_notes) if start == 0 else notes
         for offset, (seed, pixels, flagged) in enumerate(
             zip(chunk, decoded.pixels, decoded.flagged, strict=True)
         ):

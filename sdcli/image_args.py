@@ -53,6 +53,7 @@ class ImageArgs:
     channels_last: bool = False
     compile: bool = False
     tiny_vae: str | None = None
+    quantize: str | None = None  # a scheme name: bnb-4bit, torchao-int8, ...
     oom_retry: bool = False
     no_safety_checker: bool = False
     keep_filtered: bool = False
@@ -64,11 +65,14 @@ class ImageArgs:
     offline: bool = False
     debug: bool = False
     given: frozenset[str] = field(default=frozenset(), compare=False)  # options the command line gave
+    # Options left at sdcli's own default (no flag, variable, config file or --from), which a model family
+    # may replace with its own: FLUX.1-dev's 28 steps, say.
+    defaulted: frozenset[str] = field(default=frozenset(), compare=False)
     scheduler_state: tuple[str, dict[str, Any]] | None = None  # exact class + config, from --from IMAGE
 
     @classmethod
     def names(cls) -> frozenset[str]:
-        return frozenset(f.name for f in fields(cls)) - {"given", "scheduler_state"}
+        return frozenset(f.name for f in fields(cls)) - {"given", "defaulted", "scheduler_state"}
 
     def read_prompt(self) -> str:
         prompt = self.prompt
@@ -115,6 +119,7 @@ class ImageArgs:
             scheduler_state=self.scheduler_state,
             config=self.config,
             allow_pickle=self.allow_pickle,
+            quantize=self.quantize,
             loras=tuple(LoraSpec.parse(text) for text in self.lora),
             embeddings=tuple(EmbeddingSpec.parse(text) for text in self.embedding),
         ).validated()
@@ -135,4 +140,5 @@ class ImageArgs:
             clip_skip=self.clip_skip,
             weighting=self.weighting,
             long_prompts=not self.no_long_prompts,
+            defaulted=self.defaulted & {"steps", "guidance"},
         ).validated()

@@ -147,11 +147,15 @@ def _a1111_fields(r: Mapping[str, Any]) -> dict[str, Any]:
     clip_skip = r.get("clip_skip")
     init_image = r.get("init_image") or {}
     version = (r.get("versions") or {}).get("sdcli") or __version__
+    # FLUX.1 has no real CFG: Forge writes "CFG scale: 1" and the distilled guidance under its own key.
+    kind = r.get("guidance_kind")
+    distilled = kind in ("distilled", "none")
     return {  # A1111's key order
         "Steps": need("steps"),
         "Sampler": need("sampler"),
         "Schedule type": _schedule_label(r),
-        "CFG scale": need("guidance"),
+        "CFG scale": 1 if distilled else need("guidance"),
+        "Distilled CFG Scale": r.get("guidance") if kind == "distilled" else None,
         "Seed": need("seed"),
         "Size": f"{width}x{height}" if width and height else "unknown",
         "Model hash": r.get("model_hash"),
@@ -322,7 +326,8 @@ def record_from_a1111(parsed: A1111Params) -> dict[str, Any]:
         "prompt": _LORA_TAG_RE.sub("", parsed.prompt).strip(),
         "negative": parsed.negative,
         "steps": _as_int(p.get("Steps")),
-        "guidance": _as_float(p.get("CFG scale")),
+        # Forge's FLUX images: the distilled scale is the one the pipeline takes as guidance_scale.
+        "guidance": _as_float(p.get("Distilled CFG Scale", p.get("CFG scale"))),
         "seed": _as_int(p.get("Seed")),
         "width": _as_int(p.get("Width")),
         "height": _as_int(p.get("Height")),

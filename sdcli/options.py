@@ -156,6 +156,13 @@ ChannelsLast = Annotated[
 Compile = Annotated[
     bool, typer.Option("--compile", help="torch.compile the UNet: slow first image, faster after (batches).")
 ]
+Quantize = Annotated[
+    str | None,
+    typer.Option(
+        help="Load the transformer/UNet (and T5) quantized: bnb-4bit, bnb-8bit (bitsandbytes), torchao-int8, "
+        "torchao-int4 (torchao). Needs that package: pip install 'sdcli[bitsandbytes]' or 'sdcli[torchao]'."
+    ),
+]
 TinyVae = Annotated[
     str | None,
     typer.Option(help="Decode with a tiny autoencoder (local folder or cached id, e.g. madebyollin/taesd)."),
@@ -344,6 +351,7 @@ SHARED_OPTIONS: dict[str, Any] = {
     "channels_last": ChannelsLast,
     "compile": Compile,
     "tiny_vae": TinyVae,
+    "quantize": Quantize,
     "oom_retry": OomRetry,
     "no_safety_checker": NoSafetyChecker,
     "keep_filtered": KeepFiltered,
@@ -355,7 +363,7 @@ SHARED_OPTIONS: dict[str, Any] = {
     "offline": Offline,
     "debug": Debug,
 }
-_ARG_DEFAULTS = {f.name: f.default for f in fields(ImageArgs)}
+_ARG_DEFAULTS = {f.name: f.default for f in fields(ImageArgs) if f.name in ImageArgs.names()}
 _LISTS = ("lora", "embedding")  # repeatable: Typer gives a list or None, ImageArgs holds a tuple
 
 
@@ -365,11 +373,12 @@ def command_options(ctx: typer.Context) -> dict[str, dict[str, Any]]:
     return {name: {p.name: p.envvar for p in cmd.params if p.name} for name, cmd in commands.items()}
 
 
-def given_on_command_line(ctx: typer.Context) -> frozenset[str]:
+def given_from(ctx: typer.Context, source_name: str) -> frozenset[str]:
+    """The parameters whose value came from `source_name`: COMMANDLINE, DEFAULT, ENVIRONMENT, DEFAULT_MAP."""
     return frozenset(
         name
         for name in ctx.params
-        if (source := ctx.get_parameter_source(name)) is not None and source.name == "COMMANDLINE"
+        if (source := ctx.get_parameter_source(name)) is not None and source.name == source_name
     )
 
 
@@ -398,7 +407,8 @@ def image_options(command: Callable[..., None]) -> Callable[..., None]:
             values[name] = tuple(values.get(name) or ())
         args = ImageArgs(
             **{name: value for name, value in values.items() if name in _ARG_DEFAULTS},
-            given=given_on_command_line(ctx),
+            given=given_from(ctx, "COMMANDLINE"),
+            defaulted=given_from(ctx, "DEFAULT"),
         )
         ctx.meta["sdcli.debug"] = args.debug or ctx.meta.get("sdcli.debug", False)
         command(ctx, args, **{name: value for name, value in values.items() if name in declared})

@@ -31,6 +31,7 @@ class ModelSource:
     model_hash: str | None = None
     checkpoint: Path | None = None  # a single-file checkpoint; `folder` then holds only its family's configs
     config: str | None = None  # the name of that config folder or Hub id, for the record
+    component: str | None = None  # "transformer": the checkpoint is that component of `folder`'s pipeline
 
     @property
     def pipeline_class(self) -> str:
@@ -68,8 +69,10 @@ def locate(request: ModelRequest) -> ModelSource:
     if path.is_dir():
         read_model_index(path)
         return ModelSource(name=display_name(request.model), folder=path)
-    from sdcli import checkpoints
+    from sdcli import checkpoints, family_checkpoints
 
+    if family_checkpoints.claims(request.model):
+        return family_checkpoints.locate(request.model, config=request.config)
     if specs.is_checkpoint_name(request.model):
         return checkpoints.locate(
             request.model, config=request.config, allow_pickle=request.allow_pickle, revision=request.revision
@@ -116,6 +119,7 @@ def load_pipeline(
     *,
     offload: str = "none",
     safety_checker: bool = True,
+    quantize: str | None = None,
 ) -> Any:
     """Load safetensors weights in `dtype`, straight onto `device` or behind offload hooks; never runs code
     from the repo."""
@@ -130,8 +134,18 @@ def load_pipeline(
     direct = direct and source.checkpoint is None
     if direct:
         kwargs["device_map"] = "cuda"
+    if quantize is not None:
+        from sdcli import quantization
+
+        kwargs["quantization_config"] = quantization.pipeline_config(
+            quantize, read_model_index(source.folder), dtype
+        )
     try:
-        if source.checkpoint is not None:
+        if source.component is not None:
+            from sdcli import family_checkpoints
+
+            pipe = family_checkpoints.load(cls, source, dtype, **kwargs)
+        elif source.checkpoint is not None:
             from sdcli import checkpoints
 
             pipe = checkpoints.load(cls, source, dtype, **kwargs)
@@ -185,7 +199,13 @@ def _load_model(request: ModelRequest) -> LoadedModel:
     # An image's stored scheduler (--from) is rebuilt before the weights load: a bogus one fails fast.
     stored = schedulers.from_state(*request.scheduler_state) if request.scheduler_state else None
     pipe = load_pipeline(
-        source, device, dtype, request.variant, offload=options.offload, safety_checker=request.safety_checker
+        source,
+        device,
+        dtype,
+        request.variant,
+        offload=options.offload,
+        safety_checker=request.safety_checker,
+        quantize=request.quantize,
     )
     # Adapters go in before memory.apply: torch.compile must see the UNet with its LoRA layers.
     loras = adapters.load_loras(pipe, request.loras)
@@ -216,12 +236,18 @@ TASK_PIPELINES = {
     "img2img": {
         "StableDiffusionPipeline": "StableDiffusionImg2ImgPipeline",
         "StableDiffusionXLPipeline": "StableDiffusionXLImg2ImgPipeline",
+        "StableDiffusion3Pipeline": "StableDiffusion3Img2ImgPipeline",
+        "FluxPipeline": "FluxImg2ImgPipeline",
     },
     "inpaint": {
         "StableDiffusionPipeline": "StableDiffusionInpaintPipeline",
         "StableDiffusionXLPipeline": "StableDiffusionXLInpaintPipeline",
         "StableDiffusionImg2ImgPipeline": "StableDiffusionInpaintPipeline",
         "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLInpaintPipeline",
+        "StableDiffusion3Pipeline": "StableDiffusion3InpaintPipeline",
+        "StableDiffusion3Img2ImgPipeline": "StableDiffusion3InpaintPipeline",
+        "FluxPipeline": "FluxInpaintPipeline",
+        "FluxImg2ImgPipeline": "FluxInpaintPipeline",
     },
 }
 

@@ -88,7 +88,9 @@ def parse(text: str, defaults: GenerationRequest) -> list[PromptLine]:
         fields = _fields(stripped, number)
         fields.setdefault("seed", next_seed % (MAX_SEED + 1))
         try:
-            request = replace(defaults, **fields).validated()
+            # A line's own steps/guidance are given values: a model family's defaults must not replace them.
+            defaulted = defaults.defaulted - fields.keys()
+            request = replace(defaults, **fields, defaulted=defaulted).validated()
         except SdcliError as exc:
             raise UsageError(f"line {number}: {exc.message}", exc.hint) from exc
         lines.append(PromptLine(number, request))

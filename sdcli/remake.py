@@ -73,4 +73,7 @@ def apply(args: ImageArgs) -> tuple[ImageArgs, list[str]]:
     changes = stored_values(record, args.given)
     if args.strength is None:  # a command without --strength (generate) takes none from the image
         changes.pop("strength", None)
-    return replace(args, **changes, scheduler_state=scheduler_state(record, args.given)), warnings
+    state = scheduler_state(record, args.given)
+    # What the image stored is a given value, not a default a model family may replace.
+    remade = replace(args, **changes, scheduler_state=state, defaulted=args.defaulted - changes.keys())
+    return remade, warnings

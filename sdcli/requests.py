@@ -72,6 +72,7 @@ class ModelRequest:
     allow_pickle: bool = False  # read .ckpt/.pt/.bin/.pth weights (tensors only)
     loras: tuple[LoraSpec, ...] = ()
     embeddings: tuple[EmbeddingSpec, ...] = ()
+    quantize: str | None = None  # a sdcli.quantization scheme name: bnb-4bit, torchao-int8, ...
 
     def validated(self) -> ModelRequest:
         model = MODEL_ALIASES.get(self.model, self.model)
@@ -110,6 +111,9 @@ class GenerationRequest:
     clip_skip: int = 1  # A1111 numbering: 1 = the text encoder's last layer
     weighting: str = "a1111"
     long_prompts: bool = True  # False: cut prompts at the text encoder's 75 tokens, with a warning
+    # Parameters left at sdcli's (SD) defaults, which a model family may replace with its own (FLUX.1: 28
+    # steps, distilled guidance 3.5); a value from a flag, the environment, a config file or --from is kept.
+    defaulted: frozenset[str] = frozenset()
 
     def validated(self) -> GenerationRequest:
         check_text("the prompt", self.prompt)

@@ -288,7 +288,10 @@ def from_state(class_name: str, config: Mapping[str, Any]) -> Any:
     hint = "pass --scheduler to choose one instead of the image's"
     try:
         scheduler = cls.from_config({key: restored(value) for key, value in dict(config).items()})
-        copy.deepcopy(scheduler).set_timesteps(2)  # what every image will ask of it, tried now
+        trial = copy.deepcopy(scheduler)  # what every image will ask of it, tried now
+        # Flow-matching schedulers with dynamic shifting (FLUX.1) take the shift from the pipeline, per size.
+        shift = {"mu": 1.0} if getattr(trial.config, "use_dynamic_shifting", False) else {}
+        trial.set_timesteps(2, **shift)
     except Exception as exc:
         raise UsageError(
             f"the image's stored {class_name} config is not usable ({type(exc).__name__}: "

@@ -96,10 +96,10 @@ def _with(args: ImageArgs, axis: Axis, value: Any) -> ImageArgs:
         prompt = args.prompt or ""
         if search not in prompt:
             raise UsageError(f"--xy prompt: {search!r} is not in the prompt", hint="Prompt S/R replaces it")
-        return replace(args, prompt=prompt.replace(search, str(value)))
+        return replace(args, prompt=prompt.replace(search, str(value)), defaulted=args.defaulted - {"prompt"})
     if axis.field == "strength" and args.strength is None:
         raise UsageError("--xy strength: this command has no --strength (img2img and inpaint do)")
-    return replace(args, **{axis.field: value})
+    return replace(args, **{axis.field: value}, defaulted=args.defaulted - {axis.field})
 
 
 def layout(axes: list[Axis]) -> tuple[int, int, int]:

@@ -50,3 +50,9 @@ def test_gpu_benchmark_smoke_mode_on_cpu(tmp_path: Path, capsys: pytest.CaptureF
     for family in ("sd15", "sdxl"):
         assert f"## {family}: 2 steps" in out
     assert "sdcli default:" in out
+
+
+def test_flux_benchmark_runs_on_the_same_work(tiny_flux: Path) -> None:
+    out = run_script("bench_flux.py", "--quick", "--model", str(tiny_flux))
+    assert "| time to first image (wall)" in out and "| per image, steady state" in out
+    assert "Pixels, sdcli vs plain (AutoPipeline): identical" in out

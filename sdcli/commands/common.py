@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sdcli.console import Output
@@ -68,7 +68,7 @@ def plan_run(
     `count`: how many images one name template serves (every process's; per input with several inputs)."""
     from datetime import datetime
 
-    from sdcli import hub, jobs, outputs, pipelines, schedulers
+    from sdcli import hub, jobs, outputs, pipelines, quantization, schedulers
 
     default_name = outputs.INPUT_NAME if task else outputs.DEFAULT_NAME
     plan = outputs.plan(
@@ -88,6 +88,7 @@ def plan_run(
     outputs.check_free([path for job in work for path in job.paths], plan)
     if model.scheduler_state is None:  # else the image's exact scheduler is used, whatever its name
         schedulers.check_names(model.scheduler, model.schedule)
+    model = replace(model, quantize=quantization.validated(model.quantize))  # its package is installed
     if args.offline:
         hub.set_offline()
     return RunPlan(model, work, plan, not args.no_metadata, args.keep_filtered, task, bad_inputs)

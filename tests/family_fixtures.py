@@ -1,0 +1,57 @@
+"""Tiny random-weight FLUX.1-dev, FLUX.1-schnell and SD3 pipelines, saved once per session with
+`save_pretrained` and loaded back through the real loading code, as a user's folder would be.
+
+A plugin module registered in tests/conftest.py, like tests/model_fixtures.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def save_family(root: Path, family: str) -> Path:
+    from sdcli.tiny import TinySpec
+    from sdcli.tiny_families import build_tiny_family_pipeline
+
+    folder = root / f"tiny-{family}"
+    build_tiny_family_pipeline(TinySpec(family)).save_pretrained(folder)
+    return folder
+
+
+def plain_diffusers(folder: Path, prompt: str, seed: int, **kwargs: object):
+    """What a user's own script makes: the pipeline as diffusers loads it, a CPU generator, PIL output."""
+    import numpy as np
+    import torch
+    from diffusers import DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe(prompt, generator=torch.Generator("cpu").manual_seed(seed), **kwargs).images[0]
+    return np.asarray(image.convert("RGB")).astype(int)
+
+
+@pytest.fixture(scope="session")
+def family_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("family-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux(family_models: Path) -> Path:
+    return save_family(family_models, "flux")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_schnell(family_models: Path) -> Path:
+    return save_family(family_models, "flux-schnell")
+
+
+@pytest.fixture(scope="session")
+def tiny_pixart(family_models: Path) -> Path:
+    return save_family(family_models, "pixart")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3(family_models: Path) -> Path:
+    return save_family(family_models, "sd3")
