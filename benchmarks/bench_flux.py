@@ -3,11 +3,10 @@
     python benchmarks/bench_flux.py                     # ~10 min on 2 CPU cores
     python benchmarks/bench_flux.py --quick             # smoke mode (tests/test_benchmarks.py)
 
-The model is `sdcli.tiny_families`' random-weight FLUX.1-dev (CLIP + T5 + a 1+1-block transformer, 256x256
-native), built once into the benchmark cache. The measuring is bench_generate.py's, unchanged: both sides
-get `--guidance 7 --steps 2` at the native size, and their pixels are compared, so they do the same work.
-Only the AutoPipeline baseline applies: the concrete-class one is StableDiffusionPipeline.
-"""
+The model is `sdcli.diagnostics.tiny_families`' random-weight FLUX.1-dev (CLIP + T5 + a 1+1-block transformer,
+256x256 native), built once into the benchmark cache. The measuring is bench_generate.py's, unchanged: both
+sides get `--guidance 7 --steps 2` at the native size, and their pixels are compared, so they do the same
+work. Only the AutoPipeline baseline applies: the concrete-class one is StableDiffusionPipeline."""
 
 from __future__ import annotations
 
@@ -31,8 +30,8 @@ def ensure_flux(root: Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".flux-tiny-", dir=root))
     code = (
         "import sys\n"
-        "from sdcli.tiny import TinySpec\n"
-        "from sdcli.tiny_families import build_tiny_family_pipeline\n"
+        "from sdcli.diagnostics.tiny import TinySpec\n"
+        "from sdcli.diagnostics.tiny_families import build_tiny_family_pipeline\n"
         "build_tiny_family_pipeline(TinySpec('flux')).save_pretrained(sys.argv[1])\n"
     )
     bk.note(f"building the FLUX.1-architecture random-weight pipeline in {folder} ...")

@@ -15,12 +15,11 @@ Sections (`--only first,batch`):
          and batch amortisation: 20 separate `sdcli generate` calls vs that one call (target >= 5x faster).
          Model: --batch-spec (w8s64: 128x128).
 
-Models are sdcli.tiny pipelines scaled up (`wWsS`: every layer `W` wide, latents `S` square, images 2S
-square), built once into ~/.cache/sdcli-bench (or $SDCLI_BENCH_MODELS). Both sides are checked to write the
-same pixels, so they do the same work. Runs alternate (A B, B A, ...) so that load from other processes hits
-both alike, after a warm-up round; the tables report medians. Children run with --threads torch threads
-(default 1: see --help) and bytecode caching on.
-"""
+Models are sdcli.diagnostics.tiny pipelines scaled up (`wWsS`: every layer `W` wide, latents `S` square,
+images 2S square), built once into ~/.cache/sdcli-bench (or $SDCLI_BENCH_MODELS). Both sides are checked to
+write the same pixels, so they do the same work. Runs alternate (A B, B A, ...) so that load from other
+processes hits both alike, after a warm-up round; the tables report medians. Children run with --threads torch
+threads (default 1: see --help) and bytecode caching on."""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@
 
 The pipelines have random weights built from the published architectures (configs inline below), saved once
 with save_pretrained in fp16 and loaded back from that folder by both sides, so nothing is downloaded. The
-tokenizer is sdcli.tiny's byte-level CLIP tokenizer (ids fit the 49408-token vocabulary): it changes what the
-text encoder reads, not how much work it does.
+tokenizer is sdcli.diagnostics.tiny's byte-level CLIP tokenizer (ids fit the 49408-token vocabulary): it
+changes what the text encoder reads, not how much work it does.
 
 Configs (`--configs`), each in a fresh process by default (so compile caches and memory peaks stay apart):
 
@@ -129,7 +129,7 @@ def clip_text(hidden: int, layers: int, heads: int, intermediate: int, act: str)
 
 
 def build(family: str, tiny: bool, device: str) -> Any:
-    """A random-weight pipeline of the family's published shape (or sdcli.tiny's for --tiny)."""
+    """A random-weight pipeline of the family's published shape (or sdcli.diagnostics.tiny's for --tiny)."""
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -141,7 +141,7 @@ def build(family: str, tiny: bool, device: str) -> Any:
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from sdcli import tiny as tiny_module
+    from sdcli.diagnostics import tiny as tiny_module
 
     if tiny:
         return tiny_module.build_tiny_pipeline(tiny_module.TinySpec("sdxl" if family == "sdxl" else "sd"))
@@ -240,8 +240,10 @@ def measure(config: str, folder: Path, device: str, steps: int, images: int, war
             )
             done.append(time.perf_counter())
     else:
-        from sdcli import jobs, outputs, pipelines
-        from sdcli.requests import GenerationRequest, MemoryOptions, ModelRequest
+        from sdcli.core.requests import GenerationRequest, MemoryOptions, ModelRequest
+        from sdcli.generation import jobs
+        from sdcli.images import outputs
+        from sdcli.model import pipelines
 
         flags = {
             "sdcli": MemoryOptions(),

@@ -219,7 +219,7 @@ def machine() -> str:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A random-weight SD 1.x pipeline from sdcli.tiny: `width` scales every layer, the image is
+    """A random-weight SD 1.x pipeline from sdcli.diagnostics.tiny: `width` scales every layer, the image is
     2 * sample_size pixels square (the tiny VAE downsamples by 2)."""
 
     width: int = 8
@@ -254,7 +254,7 @@ def ensure_model(spec: ModelSpec, root: Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".sd-{spec.name}-", dir=root))
     code = (
         "import sys\n"
-        "from sdcli.tiny import TinySpec, build_tiny_pipeline\n"
+        "from sdcli.diagnostics.tiny import TinySpec, build_tiny_pipeline\n"
         f"pipe = build_tiny_pipeline(TinySpec('sd', {spec.width}, {spec.sample_size}))\n"
         "pipe.save_pretrained(sys.argv[1])\n"
     )

@@ -103,7 +103,7 @@ PATCHES: dict[str, Callable[[Any], None]] = {
     "diffusers.models.autoencoders.autoencoder_kl": _autoencoder,
     "diffusers.image_processor": _image_processor,
     "PIL.Image": _pil,
-    "sdcli.outputs": _outputs,
+    "sdcli.images.outputs": _outputs,
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prompt file shared across GPUs: one process per GPU, each loads the model once and takes every n-th
-# prompt (sdcli splits the lines itself, see sdcli/distributed.py).
+# prompt (sdcli splits the lines itself, see sdcli/generation/distributed.py).
 #
 #   examples/multi-gpu.sh PROMPTS OUT_DIR [sdcli generate options...]
 #   examples/multi-gpu.sh prompts.txt shots -m stabilityai/stable-diffusion-xl-base-1.0 --seed 7

@@ -12,19 +12,21 @@ import sys
 import traceback
 from typing import Annotated, Any, NoReturn
 
-from sdcli import startup  # first: a signal while the modules below import exits 130/143, one line
+from sdcli.core import startup  # first: a signal while the modules below import exits 130/143, one line
 
 # isort: split
 import typer
 from typer.core import TyperGroup
 
-from sdcli import __version__, options, signals
+from sdcli import __version__
+from sdcli.commands import options
+from sdcli.commands.console import Output
 from sdcli.commands.download import download
 from sdcli.commands.generate import generate
 from sdcli.commands.img2img import img2img
 from sdcli.commands.info import info
 from sdcli.commands.inpaint import inpaint
-from sdcli.console import Output
+from sdcli.core import signals
 from sdcli.errors import ExitCode, SdcliError, first_line, is_allocation_failure
 
 
@@ -115,7 +117,7 @@ def usage_message(exc: Exception, ctx: Any) -> str:
     source = ctx.get_parameter_source(param.name)
     reason = exc.message
     if source is not None and source.name == "DEFAULT_MAP":
-        from sdcli import config
+        from sdcli.core import config
 
         value = (ctx.default_map or {}).get(param.name)
         return f"config file {config.config_path()}: {param.name} = {value!r} is not valid: {reason}"
@@ -139,7 +141,7 @@ def report(ctx: typer.Context, message: str, hint: str | None, exc: BaseExceptio
 
 def print_traceback(exc: BaseException) -> None:
     """--debug's traceback, Hub tokens redacted: an HTTP error's text may echo the Authorization header."""
-    from sdcli.hub_errors import redact
+    from sdcli.hub.errors import redact
 
     sys.stderr.write(redact("".join(traceback.format_exception(exc))))
 
@@ -172,7 +174,7 @@ def root(
     ] = False,
 ) -> None:
     ctx.meta["sdcli.debug"] = debug
-    from sdcli import config
+    from sdcli.core import config
 
     # Config-file defaults become Click's default_map: SDCLI_* variables and flags still win over them.
     loaded = config.load()
@@ -187,7 +189,7 @@ app.command("info")(info)
 
 app.command("img2img")(img2img)
 app.command("inpaint")(inpaint)
-startup.done()  # main() installs sdcli.signals' handlers; in-process users get theirs back
+startup.done()  # main() installs sdcli.core.signals' handlers; in-process users get theirs back
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ pytest_plugins = ("tests.hub_fixtures", "tests.model_fixtures", "tests.family_fi
 
 
 def _save_tiny(root: Path, family: str) -> Path:
-    from sdcli.tiny import TinySpec, build_tiny_pipeline
+    from sdcli.diagnostics.tiny import TinySpec, build_tiny_pipeline
 
     folder = root / f"tiny-{family}"
     build_tiny_pipeline(TinySpec(family)).save_pretrained(folder)

@@ -12,8 +12,8 @@ import pytest
 
 
 def save_family(root: Path, family: str) -> Path:
-    from sdcli.tiny import TinySpec
-    from sdcli.tiny_families import build_tiny_family_pipeline
+    from sdcli.diagnostics.tiny import TinySpec
+    from sdcli.diagnostics.tiny_families import build_tiny_family_pipeline
 
     folder = root / f"tiny-{family}"
     build_tiny_family_pipeline(TinySpec(family)).save_pretrained(folder)

@@ -41,7 +41,7 @@ def hub_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubS
     from huggingface_hub import constants
     from huggingface_hub.utils import _detect_agent, close_session
 
-    from sdcli import hub
+    from sdcli.hub import settings
 
     home = tmp_path / "hf-home"
     trap = tmp_path / "constants-cache-trap"
@@ -65,7 +65,7 @@ def hub_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubS
     # A 2 MB test file then streams in many chunks, as a multi-GB weight file does with the default 10 MB.
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)
     monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(home / ".agent_harnesses.json"))
-    monkeypatch.setattr(hub, "_offline_flag", False)
+    monkeypatch.setattr(settings, "_offline_flag", False)
     # huggingface_hub fetches an "agent harness" registry from the endpoint once per process; pre-empt it so
     # request logs hold only what sdcli asked for.
     monkeypatch.setattr(_detect_agent, "_registry", {"standardEnvVars": [], "harnesses": {}}, raising=False)

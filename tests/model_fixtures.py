@@ -16,7 +16,7 @@ EMBEDDING_TOKEN = "tiny-emb"  # the embedding's file stem: its default token
 
 def config_only_copy(folder: Path, to: Path) -> Path:
     """What `sdcli download REPO --config-only` keeps of a pipeline: configs and tokenizers, no weights."""
-    from sdcli.selection import is_config
+    from sdcli.hub.selection import is_config
 
     for path in folder.rglob("*"):
         relative = path.relative_to(folder).as_posix()
@@ -48,7 +48,7 @@ def wide_sdxl_pipeline() -> object:
     import torch
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 
-    from sdcli.tiny import SD15_SCHEDULER, _text_encoder, _tokenizer, _vae
+    from sdcli.diagnostics.tiny import SD15_SCHEDULER, _text_encoder, _tokenizer, _vae
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
@@ -82,7 +82,7 @@ def make_lora(family: str, to: Path, seed: int = 1) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model_state_dict
 
-    from sdcli.tiny import TinySpec, build_tiny_pipeline
+    from sdcli.diagnostics.tiny import TinySpec, build_tiny_pipeline
 
     pipe = build_tiny_pipeline(TinySpec(family))
     torch.manual_seed(seed)

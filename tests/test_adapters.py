@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdcli.specs import EmbeddingSpec, LoraSpec
+from sdcli.core.specs import EmbeddingSpec, LoraSpec
 from tests.model_fixtures import EMBEDDING_TOKEN
 from tests.png_helpers import params_and_record, pixels
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from sdcli.cli import classify
-from sdcli.console import Output
+from sdcli.commands.console import Output
 from sdcli.errors import ExitCode
 
 
@@ -63,7 +63,7 @@ def test_json_output_is_strict(capsys) -> None:
 def test_cpu_allocation_failure_is_out_of_memory() -> None:
     import torch
 
-    from sdcli import engine
+    from sdcli.generation import engine
 
     with pytest.raises(RuntimeError) as caught:
         torch.empty(2**60, dtype=torch.uint8)  # what -W/-H 100000 ran into on the CPU
@@ -96,7 +96,7 @@ def test_output_template_that_cannot_be_filled_exits_2(cli, template: str) -> No
 
 
 def test_output_template_with_a_format_spec_that_fits_still_works() -> None:
-    from sdcli import outputs
+    from sdcli.images import outputs
 
     plan = outputs.plan("{index:04d}-{seed}.png", count=2)
     assert plan.template == "{index:04d}-{seed}.png"
@@ -126,8 +126,8 @@ def test_model_index_that_is_a_json_list_exits_3(cli, tmp_path) -> None:
 def test_safetensors_header_of_the_wrong_shape_exits_2(cli, tmp_path, header: bytes) -> None:
     import struct
 
-    from sdcli import checkpoints
     from sdcli.errors import UsageError
+    from sdcli.model import checkpoints
 
     path = tmp_path / "odd.safetensors"
     path.write_bytes(struct.pack("<Q", len(header)) + header)
@@ -160,7 +160,7 @@ def test_from_an_image_with_a_bogus_scheduler_exits_2_before_loading(
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    from sdcli import pipelines
+    from sdcli.model import pipelines
 
     def never(*args, **kwargs):
         raise AssertionError("the weights were loaded")
@@ -180,8 +180,8 @@ def test_refused_pickle_warns_nothing(tmp_path) -> None:
     import pickle
     import warnings
 
-    from sdcli import checkpoints
     from sdcli.errors import UsageError
+    from sdcli.model import checkpoints
 
     path = tmp_path / "objects.ckpt"
     path.write_bytes(pickle.dumps({"a": collections.OrderedDict()}, protocol=4))
@@ -194,7 +194,7 @@ def test_refused_pickle_warns_nothing(tmp_path) -> None:
 def test_scheduler_config_with_infinity_is_strict_json_and_comes_back() -> None:
     import diffusers
 
-    from sdcli import schedulers
+    from sdcli.model import schedulers
 
     config = dict(diffusers.DPMSolverMultistepScheduler().config)  # lambda_min_clipped defaults to -inf
     stored = {k: schedulers.storable(v) for k, v in config.items() if not k.startswith("_")}

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sdcli import dynamic_prompts
-from sdcli.prompt_files import PromptLine
-from sdcli.requests import GenerationRequest
+from sdcli.core.requests import GenerationRequest
+from sdcli.generation import dynamic_prompts
+from sdcli.generation.prompt_files import PromptLine
 from tests.png_helpers import ndjson, pixels
 
 COLOURS = ("red", "green", "blue")

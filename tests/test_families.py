@@ -8,8 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdcli import families, metadata, pipelines
-from sdcli.requests import GenerationRequest, ModelRequest
+from sdcli.core.requests import GenerationRequest, ModelRequest
+from sdcli.generation import family_runs
+from sdcli.images import metadata
+from sdcli.model import pipelines
+from sdcli.model.families import FLUX, GENERIC, SD, of_class
+from sdcli.model.sources import read_model_index
 from tests.family_fixtures import plain_diffusers
 from tests.png_helpers import params_and_record, pixels
 
@@ -100,12 +104,12 @@ def test_weighting_syntax_the_family_ignores_is_warned_once(cli, tiny_sd3: Path)
 def test_family_defaults_only_replace_what_was_left_at_default(tiny_flux: Path, tiny_sd3: Path) -> None:
     flux = pipelines.load_model(ModelRequest(str(tiny_flux))).pipe
     left = GenerationRequest("a", defaulted=frozenset({"steps", "guidance"}))
-    got = families.with_defaults(families.FLUX, flux, left)
+    got = family_runs.with_defaults(FLUX, flux, left)
     assert (got.steps, got.guidance) == (28, 3.5)  # FluxPipeline's own defaults
     given = GenerationRequest("a", steps=30, guidance=7.0)
-    assert families.with_defaults(families.FLUX, flux, given) == given
+    assert family_runs.with_defaults(FLUX, flux, given) == given
     # SD/SDXL keep sdcli's defaults: their path does not change.
-    assert families.with_defaults(families.SD, flux, left) == left
+    assert family_runs.with_defaults(SD, flux, left) == left
 
 
 def test_pipeline_decode_and_sdcli_decode_agree_for_flux(tiny_flux: Path) -> None:
@@ -116,11 +120,11 @@ def test_pipeline_decode_and_sdcli_decode_agree_for_flux(tiny_flux: Path) -> Non
     args = dict(prompt="a cat", num_inference_steps=1, width=32, height=32)
     latents = pipe(**args, output_type="latent", generator=torch.Generator().manual_seed(0)).images
     images = pipe(**args, output_type="pt", generator=torch.Generator().manual_seed(0)).images
-    ours = families.decode(families.FLUX, pipe, latents, 32, 32, upcast=False)
-    theirs = families.decode(families.GENERIC, pipe, images, 32, 32, upcast=False)
+    ours = family_runs.decode(FLUX, pipe, latents, 32, 32, upcast=False)
+    theirs = family_runs.decode(GENERIC, pipe, images, 32, 32, upcast=False)
     assert np.abs(ours.pixels[0] - theirs.pixels[0]).max() < 1e-5
-    with pytest.raises(families.CheckFailed, match="NaN"):
-        families.checked_images(images * float("nan"))
+    with pytest.raises(family_runs.CheckFailed, match="NaN"):
+        family_runs.checked_images(images * float("nan"))
 
 
 @pytest.mark.parametrize(
@@ -134,7 +138,7 @@ def test_pipeline_decode_and_sdcli_decode_agree_for_flux(tiny_flux: Path) -> Non
     ],
 )
 def test_family_from_the_class_model_index_names(name: str, expected: str) -> None:
-    assert families.of_class(name).name == expected
+    assert of_class(name).name == expected
 
 
 def _input_png(path: Path) -> Path:
@@ -250,7 +254,7 @@ FLUX_INDEX = {
 
 
 def test_download_takes_each_flux_weight_once() -> None:
-    from sdcli.selection import select_files
+    from sdcli.hub.selection import select_files
 
     plain = select_files(FLUX_REPO, FLUX_INDEX)
     assert "flux1-dev.safetensors" not in plain and "ae.safetensors" not in plain
@@ -271,7 +275,7 @@ def test_download_takes_each_flux_weight_once() -> None:
 
 
 def test_download_skips_sd35s_comfyui_copies(tiny_sd3: Path) -> None:
-    from sdcli.selection import select_files
+    from sdcli.hub.selection import select_files
 
     files = [
         "model_index.json",
@@ -284,7 +288,7 @@ def test_download_skips_sd35s_comfyui_copies(tiny_sd3: Path) -> None:
         "text_encoder_3/model.safetensors.index.json",
         "tokenizer_3/spiece.model",
     ]
-    index = pipelines.read_model_index(tiny_sd3)  # the real SD3 layout: three encoders and tokenizers
+    index = read_model_index(tiny_sd3)  # the real SD3 layout: three encoders and tokenizers
     assert select_files(files, index) == [
         "model_index.json",
         "text_encoder_3/config.json",
@@ -297,7 +301,7 @@ def test_download_skips_sd35s_comfyui_copies(tiny_sd3: Path) -> None:
 
 @pytest.mark.parametrize(("scheme", "package"), [("bnb-4bit", "bitsandbytes"), ("torchao-int8", "torchao")])
 def test_quantize_without_its_package_is_exit_2_naming_the_pip_line(cli, scheme: str, package: str) -> None:
-    from sdcli import quantization
+    from sdcli.model import quantization
 
     if quantization.installed(package):
         pytest.skip(f"{package} is installed here")
@@ -314,12 +318,12 @@ def test_unknown_quantize_scheme_is_exit_2(cli) -> None:
 
 
 def test_quantize_takes_the_denoiser_and_t5_only(tiny_flux: Path, tiny_sd3: Path, tiny_sd: Path) -> None:
-    from sdcli import quantization
+    from sdcli.model import quantization
 
-    assert quantization.components(pipelines.read_model_index(tiny_flux)) == ["transformer", "text_encoder_2"]
-    assert quantization.components(pipelines.read_model_index(tiny_sd3)) == ["transformer", "text_encoder_3"]
+    assert quantization.components(read_model_index(tiny_flux)) == ["transformer", "text_encoder_2"]
+    assert quantization.components(read_model_index(tiny_sd3)) == ["transformer", "text_encoder_3"]
     # SDXL's text_encoder_2 is a CLIP: small, left alone; SD's denoiser is its UNet.
-    assert quantization.components(pipelines.read_model_index(tiny_sd)) == ["unet"]
+    assert quantization.components(read_model_index(tiny_sd)) == ["unet"]
 
 
 def _transformer_file(folder: Path, to: Path) -> Path:
@@ -364,7 +368,7 @@ def test_a_transformer_file_with_another_familys_config_is_exit_2(
 
 
 def test_a_gguf_file_without_the_gguf_package_is_exit_2(cli, tiny_flux: Path, tmp_path: Path) -> None:
-    from sdcli import quantization
+    from sdcli.model import quantization
 
     if quantization.installed("gguf"):
         pytest.skip("gguf is installed here")
@@ -376,22 +380,22 @@ def test_a_gguf_file_without_the_gguf_package_is_exit_2(cli, tiny_flux: Path, tm
 
 
 def test_a_pipeline_that_picks_its_own_size_is_recorded_as_made() -> None:
-    from sdcli.decoding import Decoded
+    from sdcli.generation.decoding import Decoded
 
     made = Decoded(pixels=[np.zeros((32, 48, 3))], flagged=[False], vae_upcast=False)
-    assert families.actual_size(made, 48, 32) == ({}, ())
-    size, notes = families.actual_size(made, 64, 64)
+    assert family_runs.actual_size(made, 48, 32) == ({}, ())
+    size, notes = family_runs.actual_size(made, 64, 64)
     assert size == {"width": 48, "height": 32} and "made 48x32 images, not the 64x64" in notes[0]
 
 
 def test_a_generic_pipeline_gets_only_the_arguments_it_names(tiny_flux: Path) -> None:
     pipe = pipelines.load_model(ModelRequest(str(tiny_flux))).pipe
     arguments = {"prompt": ["a"], "guidance_scale": 2.0, "strength": 0.5}
-    assert families.call_arguments(families.GENERIC, pipe, arguments) == {
+    assert family_runs.call_arguments(GENERIC, pipe, arguments) == {
         "prompt": ["a"],
         "guidance_scale": 2.0,
     }
-    assert families.call_arguments(families.FLUX, pipe, arguments) == arguments
+    assert family_runs.call_arguments(FLUX, pipe, arguments) == arguments
 
 
 def test_a_pipeline_sdcli_knows_nothing_about_runs_as_diffusers_runs_it(cli, tiny_pixart: Path) -> None:

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from sdcli import foreign_formats as ff
-from sdcli.metadata import read_metadata, record_for_remake
+from sdcli.images import foreign_formats as ff
+from sdcli.images.metadata import read_metadata, record_for_remake
 
 A1111 = "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64"
 
@@ -464,7 +464,7 @@ def test_readers_survive_random_json() -> None:
 def test_readme_documents_every_source_and_key() -> None:
     import dataclasses
 
-    from sdcli.metadata import ImageMetadata
+    from sdcli.images.metadata import ImageMetadata
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## info") : readme.index("## Exit codes")]

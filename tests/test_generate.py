@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli import engine, pipelines
-from sdcli.requests import GenerationRequest, ModelRequest
+from sdcli.core.requests import GenerationRequest, ModelRequest
+from sdcli.generation import engine
+from sdcli.model import pipelines
 from tests.png_helpers import pixels
 
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from sdcli.metadata import _PARAM_RE, _param_pairs, parse_a1111, read_metadata, record_for_remake
+from sdcli.images.metadata import _PARAM_RE, _param_pairs, parse_a1111, read_metadata, record_for_remake
 
 
 def _png(tmp_path: Path, chunks: dict[str, str], name: str = "x.png") -> Path:
@@ -218,8 +218,8 @@ def test_text_from_an_image_is_shown_as_it_is(cli, tmp_path: Path) -> None:
     "config", [{"num_train_timesteps": "x"}, {"beta_schedule": 5}, {"timestep_spacing": [1]}]
 )
 def test_a_scheduler_config_diffusers_cannot_use_is_a_usage_error(config: dict) -> None:
-    from sdcli import schedulers
     from sdcli.errors import UsageError
+    from sdcli.model import schedulers
 
     with pytest.raises(UsageError, match="stored EulerDiscreteScheduler config is not usable") as err:
         schedulers.from_state("EulerDiscreteScheduler", config)

@@ -19,11 +19,14 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from sdcli import environment, hub
+from sdcli.commands.console import Output
 from sdcli.commands.download import _fetch
-from sdcli.console import Output
+from sdcli.diagnostics import environment
 from sdcli.errors import ModelUnavailable, OutputError
-from sdcli.selection import select_files, variant_of
+from sdcli.hub import fetch
+from sdcli.hub.cache import hub_cache_dir, resolve_cached
+from sdcli.hub.errors import hub_errors
+from sdcli.hub.selection import select_files, variant_of
 from tests.hub_repos import BIG_FILE, make_diffusers_repo, make_plain_repo
 from tests.hub_server import HubServer
 
@@ -180,7 +183,7 @@ def test_download_to_cache_then_found_offline_without_requests(
     result = cli(REPO)
     assert result.exit_code == 0, result.stderr
     path = Path(result.stdout.strip())
-    assert path == hub.hub_cache_dir() / "models--acme--tiny-sd" / "snapshots" / served
+    assert path == hub_cache_dir() / "models--acme--tiny-sd" / "snapshots" / served
     got = files_of(path)
     assert set(got) == set(
         select_files(repo_files(source), json.loads((source / "model_index.json").read_text()))
@@ -189,8 +192,8 @@ def test_download_to_cache_then_found_offline_without_requests(
 
     hub_server.requests.clear()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert hub.resolve_cached(REPO) == path
-    assert hub.plan_download(REPO).cached
+    assert resolve_cached(REPO) == path
+    assert fetch.plan_download(REPO).cached
     again = cli(REPO)
     assert again.exit_code == 0, again.stderr
     assert Path(again.stdout.strip()) == path
@@ -210,7 +213,7 @@ def test_dry_run_lists_served_sizes_and_writes_nothing(
     assert plan["commit"] == served and plan["path"] is None
     assert plan["files"] and all(f["size"] == (source / f["path"]).stat().st_size for f in plan["files"])
     assert plan["bytes"] == sum(f["size"] for f in plan["files"])
-    assert not (hub.hub_cache_dir() / "models--acme--tiny-sd").exists()
+    assert not (hub_cache_dir() / "models--acme--tiny-sd").exists()
     everything = json.loads(cli(REPO, "--dry-run", "--json", "--all").stdout)
     assert [f["path"] for f in everything["files"]] == repo_files(source)
     configs = json.loads(cli(REPO, "--dry-run", "--json", "--config-only").stdout)
@@ -231,7 +234,7 @@ def test_download_to_plain_folder(hub_server: HubServer, source: Path, served: s
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in got
     assert not [p for p in target.rglob("*") if p.is_symlink()]
     assert got and all(got[name] == (source / name).read_bytes() for name in got)
-    assert not (hub.hub_cache_dir() / "models--acme--tiny-sd" / "snapshots").exists()
+    assert not (hub_cache_dir() / "models--acme--tiny-sd" / "snapshots").exists()
 
 
 def test_named_files_form(hub_server: HubServer, source: Path, served: str) -> None:
@@ -249,7 +252,7 @@ def test_named_files_form(hub_server: HubServer, source: Path, served: str) -> N
 def test_revision_branch_and_missing_revision(hub_server: HubServer, source: Path, tmp_path: Path) -> None:
     hub_server.add_repo(REPO, source)
     v2 = hub_server.add_repo(REPO, make_plain_repo(tmp_path / "v2"), revision="v2")
-    plan = hub.plan_download(REPO, revision="v2")
+    plan = fetch.plan_download(REPO, revision="v2")
     assert plan.commit == v2 and not plan.pipeline
     assert [p for p, _ in plan.files] == ["config.json", "pytorch_lora_weights.safetensors"]
     noted = cli(REPO, "--revision", "v2", "--dry-run")
@@ -331,7 +334,7 @@ def test_cdn_redirect_drops_the_token(
     hub_server.cdn_redirects = True
     hub_server.add_repo(REPO, source)
     monkeypatch.setenv("HF_TOKEN", SECRET)
-    result = hub.download(hub.plan_download(REPO))
+    result = fetch.download(fetch.plan_download(REPO))
     assert (result.path / BIG_FILE).read_bytes() == (source / BIG_FILE).read_bytes()
     cdn = hub_server.requests_to("/cdn/")
     assert cdn and not [r for r in cdn if "authorization" in r.headers]
@@ -417,13 +420,13 @@ def test_read_only_target(hub_server: HubServer, served: str, unwritable: Path) 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
 def test_disk_errors_map_to_output_error(code: int, tmp_path: Path) -> None:
-    with pytest.raises(OutputError) as caught, hub.hub_errors(REPO, target=tmp_path):
+    with pytest.raises(OutputError) as caught, hub_errors(REPO, target=tmp_path):
         raise OSError(code, os.strerror(code))
     assert str(tmp_path) in caught.value.message
 
 
 def test_socket_errors_map_to_unreachable() -> None:
-    with pytest.raises(ModelUnavailable, match="cannot reach the Hub"), hub.hub_errors(REPO):
+    with pytest.raises(ModelUnavailable, match="cannot reach the Hub"), hub_errors(REPO):
         raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
 
 
@@ -432,22 +435,22 @@ def test_connection_dropped_mid_file_resumes_with_range(
     hub_server: HubServer, source: Path, served: str
 ) -> None:
     hub_server.drop_after_bytes(BIG_FILE, 700_000)
-    result = hub.download(hub.plan_download(REPO))
+    result = fetch.download(fetch.plan_download(REPO))
     assert (result.path / BIG_FILE).read_bytes() == (source / BIG_FILE).read_bytes()
     ranges = [r.headers.get("range") for r in hub_server.requests_to(BIG_FILE) if r.method == "GET"]
     assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=")
     assert int(ranges[1][len("bytes=") : -1]) > 0  # resumed where the transfer broke, not from zero
-    assert not leftovers(hub.hub_cache_dir())
+    assert not leftovers(hub_cache_dir())
 
     hub_server.requests.clear()
-    hub.download(hub.plan_download(REPO))  # rerun: nothing fetched again
+    fetch.download(fetch.plan_download(REPO))  # rerun: nothing fetched again
     assert not [r for r in hub_server.requests_to("/resolve/") if r.method == "GET"]
 
 
 def test_progress_reports_bytes_up_to_the_total(hub_server: HubServer, served: str) -> None:
-    plan = hub.plan_download(REPO)
+    plan = fetch.plan_download(REPO)
     seen: list[tuple[int, int]] = []
-    hub.download(plan, progress=lambda done, total: seen.append((done, total)))
+    fetch.download(plan, progress=lambda done, total: seen.append((done, total)))
     assert len(seen) > 10  # the 2 MB file streams in 64 KiB chunks
     assert all(total == plan.total_bytes for _, total in seen)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
@@ -455,7 +458,7 @@ def test_progress_reports_bytes_up_to_the_total(hub_server: HubServer, served: s
 
 
 def test_interrupted_run_then_rerun_completes(hub_server: HubServer, source: Path, served: str) -> None:
-    plan = hub.plan_download(REPO)
+    plan = fetch.plan_download(REPO)
     hub_server.chunk_delay = 0.002
 
     def interrupt(done: int, total: int) -> None:
@@ -463,13 +466,13 @@ def test_interrupted_run_then_rerun_completes(hub_server: HubServer, source: Pat
             raise KeyboardInterrupt  # what Ctrl-C looks like inside the transfer
 
     with pytest.raises(KeyboardInterrupt):
-        hub.download(plan, progress=interrupt)
-    snapshot = hub.hub_cache_dir() / "models--acme--tiny-sd" / "snapshots" / served
+        fetch.download(plan, progress=interrupt)
+    snapshot = hub_cache_dir() / "models--acme--tiny-sd" / "snapshots" / served
     assert not (snapshot / BIG_FILE).exists()
-    assert not leftovers(hub.hub_cache_dir())
+    assert not leftovers(hub_cache_dir())
 
     hub_server.chunk_delay = 0.0
-    result = hub.download(plan)
+    result = fetch.download(plan)
     got = files_of(result.path)
     assert set(got) == {p for p, _ in plan.files}
     assert got and all(got[name] == (source / name).read_bytes() for name in got)
@@ -477,13 +480,13 @@ def test_interrupted_run_then_rerun_completes(hub_server: HubServer, source: Pat
 
 def test_two_concurrent_downloads_both_succeed(hub_server: HubServer, source: Path, served: str) -> None:
     hub_server.chunk_delay = 0.002  # both transfers of the big file overlap
-    plan = hub.plan_download(REPO)
-    results: list[hub.DownloadResult] = []
+    plan = fetch.plan_download(REPO)
+    results: list[fetch.DownloadResult] = []
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            results.append(hub.download(plan))
+            results.append(fetch.download(plan))
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
@@ -495,13 +498,13 @@ def test_two_concurrent_downloads_both_succeed(hub_server: HubServer, source: Pa
     assert not errors and len(results) == 2
     assert results[0].path == results[1].path
     assert (results[0].path / BIG_FILE).read_bytes() == (source / BIG_FILE).read_bytes()
-    assert not leftovers(hub.hub_cache_dir())
+    assert not leftovers(hub_cache_dir())
 
 
 @pytest.mark.slow
 def test_two_concurrent_processes_both_succeed(hub_server: HubServer, source: Path, served: str) -> None:
     hub_server.chunk_delay = 0.002
-    code = f"from sdcli import hub; print(hub.download(hub.plan_download({REPO!r})).path)"
+    code = f"from sdcli.hub import fetch; print(fetch.download(fetch.plan_download({REPO!r})).path)"
     env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     procs = [
         subprocess.Popen(
@@ -514,13 +517,13 @@ def test_two_concurrent_processes_both_succeed(hub_server: HubServer, source: Pa
     paths = {Path(out.decode().strip()) for out, _ in outputs}
     assert len(paths) == 1
     assert files_of(paths.pop())[BIG_FILE] == (source / BIG_FILE).read_bytes()
-    assert not leftovers(hub.hub_cache_dir())
+    assert not leftovers(hub_cache_dir())
 
 
 def test_progress_bar_on_a_terminal(hub_server: HubServer, served: str) -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100)
-    result = _fetch(hub.plan_download(REPO), None, Output(err=console), show_bar=True)
+    result = _fetch(fetch.plan_download(REPO), None, Output(err=console), show_bar=True)
     assert (result.path / BIG_FILE).is_file()
     assert REPO in out.getvalue() and "2.1" in out.getvalue()  # description and "2.1 MB" transferred
 
@@ -530,16 +533,16 @@ def test_list_cached_pipelines_and_ensure_local(hub_server: HubServer, source: P
     sha = hub_server.add_repo(REPO, source)
     hub_server.add_repo("acme/lora", make_plain_repo(tmp_path / "lora"))
     assert environment.cached_pipelines().pipelines == ()
-    folder, commit = hub.ensure_local(REPO)
+    folder, commit = fetch.ensure_local(REPO)
     assert commit == sha and (folder / "model_index.json").is_file()
-    hub.download(hub.plan_download("acme/lora"))
+    fetch.download(fetch.plan_download("acme/lora"))
     listed = environment.cached_pipelines().pipelines
     assert [m.repo_id for m in listed] == [REPO]
     assert [r.commit for r in listed[0].revisions] == [sha] and listed[0].size_bytes > 2_000_000
 
     hub_server.requests.clear()
-    assert hub.ensure_local(REPO) == (folder, sha)  # cached: no request at all
+    assert fetch.ensure_local(REPO) == (folder, sha)  # cached: no request at all
     assert hub_server.requests == []
-    fp16_folder, _ = hub.ensure_local(REPO, variant="fp16")  # not cached in that variant: fetched
+    fp16_folder, _ = fetch.ensure_local(REPO, variant="fp16")  # not cached in that variant: fetched
     assert (fp16_folder / "unet/diffusion_pytorch_model.fp16.safetensors").is_file()
     assert hub_server.requests

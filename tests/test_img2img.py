@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli import inputs, outputs
+from sdcli.core.requests import GenerationRequest
 from sdcli.errors import UsageError
-from sdcli.requests import GenerationRequest
+from sdcli.images import inputs, outputs
 
 # -- helpers -------------------------------------------------------------------------------------------------
 

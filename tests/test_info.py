@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from sdcli import check, environment, hub
+from sdcli.diagnostics import check, environment
 from sdcli.errors import CheckFailed
+from sdcli.hub.cache import hub_cache_dir
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TOP_KEYS = {"sdcli", "python", "platform", "packages", "torch", "devices", "choice", "cache", "settings"}
@@ -201,11 +202,11 @@ def test_model_without_check_is_a_usage_error(cli) -> None:
 
 
 def test_cache_dir_follows_the_environment_at_call_time(tmp_path: Path) -> None:
-    assert hub.hub_cache_dir({"HF_HUB_CACHE": str(tmp_path / "c")}) == tmp_path / "c"
+    assert hub_cache_dir({"HF_HUB_CACHE": str(tmp_path / "c")}) == tmp_path / "c"
     hf_home = {"HF_HOME": str(tmp_path / "h"), "XDG_CACHE_HOME": "/x"}
-    assert hub.hub_cache_dir(hf_home) == tmp_path / "h" / "hub"
-    assert hub.hub_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "huggingface" / "hub"
-    assert hub.hub_cache_dir({}) == Path.home() / ".cache" / "huggingface" / "hub"
+    assert hub_cache_dir(hf_home) == tmp_path / "h" / "hub"
+    assert hub_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "huggingface" / "hub"
+    assert hub_cache_dir({}) == Path.home() / ".cache" / "huggingface" / "hub"
 
 
 def test_cached_pipelines_found_in_a_hub_cache(

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sdcli import engine, pipelines
-from sdcli.requests import GenerationRequest, ModelRequest
+from sdcli.core.requests import GenerationRequest, ModelRequest
+from sdcli.generation import engine
+from sdcli.model import pipelines
 
 # --- interrupts ------------------------------------------------------------------------------------------
 

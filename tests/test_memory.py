@@ -11,9 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from sdcli import engine, pipelines
+from sdcli.core.requests import GenerationRequest, MemoryOptions, ModelRequest
 from sdcli.errors import CheckFailed, OutOfMemory
-from sdcli.requests import GenerationRequest, MemoryOptions, ModelRequest
+from sdcli.generation import engine
+from sdcli.model import pipelines
 
 REQUEST = GenerationRequest("a cat", steps=2, seed=1)
 
@@ -129,7 +130,7 @@ def test_low_vram_spells_out_its_settings_and_offload_is_dropped_on_cpu(cli, tin
 
 
 def test_missing_gpu_is_exit_5_naming_what_torch_sees(cli, tiny_sd: Path) -> None:
-    from sdcli.runtime import mps_available
+    from sdcli.model.runtime import mps_available
 
     for device in ("cuda", "cuda:3", *(() if mps_available() else ("mps",))):
         result = cli("generate", "a cat", "-m", tiny_sd, "--device", device)
@@ -242,7 +243,7 @@ def test_no_garbage_collection_runs_while_a_model_loads(tiny_sd: Path) -> None:
 
 
 def test_pausing_collections_keeps_a_disabled_collector_disabled() -> None:
-    from sdcli import runtime
+    from sdcli.model import runtime
 
     gc.disable()
     try:

@@ -12,7 +12,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from sdcli import __version__
 from sdcli.errors import UsageError
-from sdcli.metadata import (
+from sdcli.images.metadata import (
     A1111Params,
     a1111_parameters,
     decode_user_comment,

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdcli import checkpoints, hashes
 from sdcli.errors import UsageError
+from sdcli.model import checkpoints, hashes
 from tests.model_fixtures import config_only_copy, save_checkpoint
 from tests.png_helpers import params_and_record, pixels
 
@@ -29,9 +29,9 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """Offline for this test only: `--offline` switches the whole process, so put everything back after."""
     from huggingface_hub import constants
 
-    from sdcli import hub
+    from sdcli.hub import settings
 
-    monkeypatch.setattr(hub, "_offline_flag", False)
+    monkeypatch.setattr(settings, "_offline_flag", False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 

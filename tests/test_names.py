@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sdcli import outputs
+from sdcli.images import outputs
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ WRITER = """
 import sys
 from pathlib import Path
 from PIL import Image
-from sdcli import outputs
+from sdcli.images import outputs
 from sdcli.errors import OutputError
 try:
     image = Image.new("RGB", (256, 256), sys.argv[2])

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sdcli import prompt_files
+from sdcli.core.requests import GenerationRequest
 from sdcli.errors import UsageError
-from sdcli.requests import GenerationRequest
+from sdcli.generation import prompt_files
 from tests.png_helpers import ndjson
 
 # --- prompt files ----------------------------------------------------------------------------------------

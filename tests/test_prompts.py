@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdcli import prompts
-from sdcli.prompts import BREAK, CHUNK, chunk, parse_attention
+from sdcli.generation import prompts
+from sdcli.generation.prompts import BREAK, CHUNK, chunk, parse_attention
 from tests.png_helpers import params_and_record, pixels
 from tests.test_process import run_probe
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from sdcli import metadata
+from sdcli.images import metadata
 
 
 def read(path: str | Path) -> tuple[np.ndarray, dict]:

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdcli import engine, metadata, pipelines, schedulers
-from sdcli.requests import GenerationRequest, ModelRequest
+from sdcli.core.requests import GenerationRequest, ModelRequest
+from sdcli.generation import engine
+from sdcli.images import metadata
+from sdcli.model import pipelines, schedulers
 
 HAS_SCIPY = importlib.util.find_spec("scipy") is not None
 # diffusers' schedulers trip numpy 2 deprecation warnings thousands of times; they are not sdcli's to fix.

@@ -9,10 +9,10 @@ import warnings
 
 import pytest
 
-from sdcli import schedulers
+from sdcli.diagnostics.tiny import SD15_SCHEDULER
 from sdcli.errors import UsageError
-from sdcli.schedulers import SAMPLERS, build, describe, resolve
-from sdcli.tiny import SD15_SCHEDULER
+from sdcli.model import schedulers
+from sdcli.model.schedulers import SAMPLERS, build, describe, resolve
 
 # The SD 1.5 scheduler config as published (runwayml/stable-diffusion-v1-5 ships PNDMScheduler).
 SD15 = {"_class_name": "PNDMScheduler", **SD15_SCHEDULER, "trained_betas": None}
@@ -151,7 +151,7 @@ def test_split_schedule() -> None:
 
 def test_importing_does_not_import_diffusers() -> None:
     code = (
-        "import sys, sdcli.schedulers, sdcli.metadata\n"
+        "import sys, sdcli.model.schedulers, sdcli.images.metadata\n"
         "print('diffusers' in sys.modules, 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

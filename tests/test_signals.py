@@ -54,7 +54,7 @@ def check_stopped(proc: subprocess.Popen[str], signum: int, out: Path, when: str
 @pytest.mark.parametrize(
     ("delay", "signum"),
     [
-        (0.15, signal.SIGINT),  # while the CLI's modules import (sdcli.startup)
+        (0.15, signal.SIGINT),  # while the CLI's modules import (sdcli.core.startup)
         (0.3, signal.SIGTERM),
         (3.0, signal.SIGINT),  # torch, diffusers and transformers importing
         (5.5, signal.SIGTERM),  # the pipeline loading: once exit 1 "Failed to import diffusers.pipelines"
@@ -84,7 +84,7 @@ def test_signal_after_the_first_image_keeps_it_and_stops(tiny_sd: Path, tmp_path
 
 @pytest.fixture
 def no_signal_left():
-    from sdcli import signals
+    from sdcli.core import signals
 
     signals.reset()
     yield
@@ -95,14 +95,14 @@ class _SignalInDel:
     """A signal that arrives while Python runs a __del__: the exception is printed and dropped."""
 
     def __del__(self) -> None:
-        from sdcli import signals
+        from sdcli.core import signals
 
         signals._on_signal(signal.SIGTERM, None)
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_signal_dropped_inside_a_del_still_stops_the_run(cli, monkeypatch, no_signal_left) -> None:
-    from sdcli import pipelines
+    from sdcli.model import pipelines
 
     def load_model(request):
         _SignalInDel()  # collected at once: "Exception ignored in ... __del__", and loading goes on
@@ -116,7 +116,8 @@ def test_signal_dropped_inside_a_del_still_stops_the_run(cli, monkeypatch, no_si
 
 
 def test_signal_wrapped_by_a_library_still_exits_143(cli, monkeypatch, no_signal_left) -> None:
-    from sdcli import pipelines, signals
+    from sdcli.core import signals
+    from sdcli.model import pipelines
 
     def load_model(request):
         try:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli import xy_plot
+from sdcli.core import xy_plot
+from sdcli.core.image_args import ImageArgs
 from sdcli.errors import UsageError
-from sdcli.image_args import ImageArgs
 from tests.png_helpers import ndjson, pixels
 
 

@@ -7,21 +7,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sdcli.console import Output
+from sdcli.commands.console import Output
+from sdcli.core.image_args import ImageArgs
+from sdcli.core.requests import GenerationRequest, ModelRequest
 from sdcli.errors import CheckFailed, ExitCode, SdcliError, UsageError
-from sdcli.image_args import ImageArgs
-from sdcli.requests import GenerationRequest, ModelRequest
 
 if TYPE_CHECKING:
-    from sdcli.distributed import Processes
-    from sdcli.jobs import Job, JobInputs, Written
-    from sdcli.outputs import OutputPlan
-    from sdcli.xy_plot import Axis
+    from sdcli.core.xy_plot import Axis
+    from sdcli.generation.distributed import Processes
+    from sdcli.generation.jobs import Job, JobInputs, Written
+    from sdcli.images.outputs import OutputPlan
 
 
 def remade(out: Output, args: ImageArgs) -> ImageArgs:
     """`--from IMAGE`, saying what in the image could not be used."""
-    from sdcli import remake
+    from sdcli.images import remake
 
     args, unusable = remake.apply(args)
     if unusable and args.from_ is not None:
@@ -68,13 +68,17 @@ def plan_run(
     `count`: how many images one name template serves (every process's; per input with several inputs)."""
     from datetime import datetime
 
-    from sdcli import hub, jobs, outputs, pipelines, quantization, schedulers
+    from sdcli.generation import jobs
+    from sdcli.hub.settings import set_offline
+    from sdcli.images import outputs
+    from sdcli.model import quantization, schedulers
+    from sdcli.model.sources import display_name
 
     default_name = outputs.INPUT_NAME if task else outputs.DEFAULT_NAME
     plan = outputs.plan(
         args.output, count=count, overwrite=args.overwrite, default_name=default_name, per_input=per_input
     )
-    name, started = pipelines.display_name(model.model), datetime.now()
+    name, started = display_name(model.model), datetime.now()
     work = [
         jobs.Job(
             spec.request,
@@ -90,7 +94,7 @@ def plan_run(
         schedulers.check_names(model.scheduler, model.schedule)
     model = replace(model, quantize=quantization.validated(model.quantize))  # its package is installed
     if args.offline:
-        hub.set_offline()
+        set_offline()
     return RunPlan(model, work, plan, not args.no_metadata, args.keep_filtered, task, bad_inputs)
 
 
@@ -112,7 +116,9 @@ def execute(
 ) -> None:
     """Load the model once, write each job's images as they come, then report; Ctrl-C or SIGTERM stops
     between images, keeps what was written, and still prints the summary."""
-    from sdcli import jobs, pipelines, signals
+    from sdcli.core import signals
+    from sdcli.generation import jobs
+    from sdcli.model import pipelines
 
     signals.install()
     began = time.perf_counter()
@@ -153,7 +159,7 @@ def execute(
 
 
 def step(progress: Any, bar: Any, done: int, of: int) -> None:
-    from sdcli import signals
+    from sdcli.core import signals
 
     signals.check()  # every denoising step: a lost signal stops the image in progress
     progress.update(bar, completed=done, total=of)
@@ -180,7 +186,7 @@ def report(out: Output, result: Written, tally: Tally, processes: Processes) -> 
 
 def write_grid(out: Output, written: list[Written], rows: int | None, *, with_metadata: bool) -> None:
     """A contact sheet of the run's images, with the first image's record (they share all but the seed)."""
-    from sdcli import grid, metadata, outputs
+    from sdcli.images import grid, metadata, outputs
 
     paths = [result.path for result in written if result.path is not None]
     sheet = grid.contact_sheet(paths, rows)
@@ -200,7 +206,8 @@ def write_xy(
     """The X/Y plot: each cell's first image, one labelled sheet per Z value."""
     from PIL import Image
 
-    from sdcli import metadata, outputs, xy_plot
+    from sdcli.core import xy_plot
+    from sdcli.images import metadata, outputs
 
     columns, rows, sheets = xy_plot.layout(axes)
     first_of_cell = {
@@ -232,7 +239,7 @@ def write_xy(
 def summarize(
     out: Output, tally: Tally, total: int, began: float, processes: Processes, *, interrupted: bool = False
 ) -> None:
-    from sdcli import distributed
+    from sdcli.generation import distributed
 
     written, skipped, bad_inputs, interrupted_count, planned = distributed.total(
         processes, [len(tally.written), tally.skipped, tally.bad_inputs, int(interrupted), total]

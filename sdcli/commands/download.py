@@ -1,6 +1,6 @@
 """`sdcli download`: fetch a model from the Hub ahead of time, print where it is.
 
-Thin: choosing and fetching files is `sdcli.hub`; this module parses options and talks to the terminal.
+Thin: choosing and fetching files is `sdcli.hub.fetch`; this module parses options and talks to the terminal.
 Data goes to stdout (the path, or one JSON object), everything for people to stderr. The main CLI
 registers it with `app.command("download")(download)` and turns SdcliError into `error:`/`hint:` and an
 exit code.
@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from sdcli.console import Output, human_bytes
+from sdcli.commands.console import Output, human_bytes
 from sdcli.errors import UsageError
 
 if TYPE_CHECKING:  # imported when the command runs: `sdcli --help` needs it not (~0.05 s)
-    from sdcli import hub
+    from sdcli.hub import fetch
 
 _NAMED_FILES_CONFLICTS = ("--variant", "--all", "--config-only", "--include", "--exclude")
 
@@ -74,19 +74,20 @@ def download(
 ) -> None:
     """Download a model from the Hugging Face Hub: only the files generation needs, unless told otherwise."""
 
-    from sdcli import hub
+    from sdcli.hub import fetch
+    from sdcli.hub.settings import set_offline
 
     named = list(files or [])
     _check_options(
         named, variant=variant, all_=all_, config_only=config_only, include=include, exclude=exclude
     )
     if offline:
-        hub.set_offline(True)
+        set_offline(True)
     repo_id = _repo_id(model)
     if named:
-        plan = hub.plan_files(repo_id, named, revision=revision)
+        plan = fetch.plan_files(repo_id, named, revision=revision)
     else:
-        plan = hub.plan_download(
+        plan = fetch.plan_download(
             repo_id,
             revision=revision,
             variant=variant,
@@ -140,9 +141,9 @@ def _check_options(
 
 def _repo_id(model: str) -> str:
     """`owner/name`, also from a pasted model page URL (https://huggingface.co/owner/name/tree/main)."""
-    from sdcli import hub
+    from sdcli.hub.settings import hub_endpoint
 
-    for prefix in (hub.hub_endpoint() + "/", "https://huggingface.co/", "https://hf.co/"):
+    for prefix in (hub_endpoint() + "/", "https://huggingface.co/", "https://hf.co/"):
         if model.startswith(prefix):
             parts = model[len(prefix) :].split("/")
             return "/".join(parts[:2])
@@ -170,17 +171,17 @@ def _check_repo_id(repo: str) -> None:
         ) from None
 
 
-def _fetch(plan: hub.DownloadPlan, to: Path | None, out: Output, *, show_bar: bool) -> hub.DownloadResult:
-    from sdcli import hub
+def _fetch(plan: fetch.DownloadPlan, to: Path | None, out: Output, *, show_bar: bool) -> fetch.DownloadResult:
+    from sdcli.hub import fetch
 
     summary = f"{plan.repo_id} ({len(plan.files)} files, {human_bytes(plan.total_bytes)})"
     if plan.cached:
         out.info(f"{summary} is in the local cache")
-        return hub.download(plan, to=to)
+        return fetch.download(plan, to=to)
     if not show_bar:  # a log, a pipe, CI: two plain lines instead of a redrawn bar
         out.info(f"downloading {summary} at {plan.commit[:12]}")
         started = time.monotonic()
-        result = hub.download(plan, to=to)
+        result = fetch.download(plan, to=to)
         out.info(f"done in {time.monotonic() - started:.1f}s")
         return result
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
@@ -188,13 +189,13 @@ def _fetch(plan: hub.DownloadPlan, to: Path | None, out: Output, *, show_bar: bo
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress(*columns, console=out.err) as bar:
         task = bar.add_task(plan.repo_id, total=plan.total_bytes)
-        result = hub.download(plan, to=to, progress=lambda done, _total: bar.update(task, completed=done))
+        result = fetch.download(plan, to=to, progress=lambda done, _total: bar.update(task, completed=done))
         # Files already cached are skipped without progress reports: show the bar full at the end.
         bar.update(task, completed=plan.total_bytes)
     return result
 
 
-def _print_plan(plan: hub.DownloadPlan, json_: bool) -> None:
+def _print_plan(plan: fetch.DownloadPlan, json_: bool) -> None:
     if json_:
         _emit_json(plan.to_json() | {"path": None, "dry_run": True})
         return

@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sdcli import options as opt
 from sdcli.commands import common
-from sdcli.console import Output
+from sdcli.commands import options as opt
+from sdcli.commands.console import Output
+from sdcli.core.image_args import ImageArgs
 from sdcli.errors import UsageError
-from sdcli.image_args import ImageArgs
 
 if TYPE_CHECKING:
-    from sdcli.prompt_files import PromptLine
-    from sdcli.xy_plot import Axis
+    from sdcli.core.xy_plot import Axis
+    from sdcli.generation.prompt_files import PromptLine
 
 
 @opt.image_options
@@ -35,7 +35,8 @@ def generate(
     args = common.remade(out, args)
     model_request = args.model_request()
 
-    from sdcli import distributed, dynamic_prompts, prompt_files, xy_plot
+    from sdcli.core import xy_plot
+    from sdcli.generation import distributed, dynamic_prompts, prompt_files
 
     axes = xy_plot.parse_all(xy or [])
     if prompts_file is not None:
@@ -61,7 +62,8 @@ def generate(
 
 def xy_lines(args: ImageArgs, axes: list[Axis]) -> list[PromptLine]:
     """One line per cell, all at the first cell's seed unless seed is an axis; cell k's images come k-th."""
-    from sdcli import prompt_files, xy_plot
+    from sdcli.core import xy_plot
+    from sdcli.generation import prompt_files
 
     first = args.generation_request()  # reads a "-" prompt once and draws the seed once
     args = replace(args, prompt=first.prompt, seed=args.seed if args.seed is not None else first.seed)

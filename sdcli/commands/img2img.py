@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sdcli import options as opt
 from sdcli.commands import common
-from sdcli.console import Output
+from sdcli.commands import options as opt
+from sdcli.commands.console import Output
+from sdcli.core.image_args import ImageArgs
 from sdcli.errors import ExitCode, UsageError
-from sdcli.image_args import ImageArgs
 
 if TYPE_CHECKING:
-    from sdcli.jobs import JobInputs
+    from sdcli.generation.jobs import JobInputs
 
 
 def check_prompt(prompt: str, usage: str) -> None:
     """A forgotten prompt shifts the arguments: `img2img a.png b.png` would draw "a.png" onto b.png."""
-    from sdcli.inputs import SUFFIXES
+    from sdcli.images.inputs import SUFFIXES
 
     if Path(prompt).suffix.lower() in SUFFIXES and Path(prompt).is_file():
         raise UsageError(f"the prompt {prompt!r} is an image file", hint=f"usage: {usage}")
@@ -32,8 +32,8 @@ def check_prompt(prompt: str, usage: str) -> None:
 
 def read_input(path: Path, width: int | None, height: int | None, resize: str) -> JobInputs:
     """One input, read again when its turn comes (it may have changed since it was checked)."""
-    from sdcli import inputs
-    from sdcli.jobs import JobInputs
+    from sdcli.generation.jobs import JobInputs
+    from sdcli.images import inputs
 
     item = inputs.read_image(path)
     image = inputs.conform(item.image, width, height, resize)
@@ -63,7 +63,8 @@ def img2img(
     model_request = args.model_request()
     request = args.generation_request()
     check_prompt(args.prompt or "", "sdcli img2img PROMPT IMAGE...")
-    from sdcli import distributed, inputs
+    from sdcli.generation import distributed
+    from sdcli.images import inputs
 
     inputs.check_resize(resize)
     ready, problems = inputs.collect(images, args.width, args.height)

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from sdcli import options as opt
-from sdcli.console import Output
+from sdcli.commands import options as opt
+from sdcli.commands.console import Output
+from sdcli.core.requests import DEFAULT_MODEL, ModelRequest
 from sdcli.errors import DeviceUnavailable, SdcliError, UsageError
-from sdcli.requests import DEFAULT_MODEL, ModelRequest
 
 Check = Annotated[
     bool,
@@ -61,8 +61,9 @@ def info(
     # Bad option values fail here, before torch is imported.
     ModelRequest(model or DEFAULT_MODEL, device=device, dtype=dtype).validated()
 
-    from sdcli import check as checks
-    from sdcli import environment, tables
+    from sdcli.commands import tables
+    from sdcli.diagnostics import check as checks
+    from sdcli.diagnostics import environment
 
     env = environment.collect(device, dtype)
     found = configured_defaults(ctx)
@@ -98,7 +99,8 @@ def show_images(out: Output, images: list[Path]) -> None:
     """Every image is reported: one that cannot be read gets its error line, and then the exit code is 2."""
     from dataclasses import asdict
 
-    from sdcli import metadata, tables
+    from sdcli.commands import tables
+    from sdcli.images import metadata
 
     failed = 0
     for path in images:
@@ -119,7 +121,8 @@ def show_images(out: Output, images: list[Path]) -> None:
 
 
 def show_schedulers(out: Output) -> None:
-    from sdcli import schedulers, tables
+    from sdcli.commands import tables
+    from sdcli.model import schedulers
 
     rows = schedulers.names()
     if out.json:
@@ -130,6 +133,6 @@ def show_schedulers(out: Output) -> None:
 
 def configured_defaults(ctx: typer.Context) -> dict[str, dict[str, tuple[object, str]]]:
     """Each command's defaults that come from the config file or SDCLI_* variables, and from where."""
-    from sdcli import config
+    from sdcli.core import config
 
     return config.sources(opt.command_options(ctx), config.load())

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from sdcli import options as opt
 from sdcli.commands import common
-from sdcli.console import Output
+from sdcli.commands import options as opt
+from sdcli.commands.console import Output
+from sdcli.core.image_args import ImageArgs
 from sdcli.errors import UsageError
-from sdcli.image_args import ImageArgs
 
 
 @opt.image_options
@@ -36,7 +36,8 @@ def inpaint(
     request = args.generation_request()
     if mask_blur < 0:
         raise UsageError(f"--mask-blur must be 0 or more, got {mask_blur}")
-    from sdcli import distributed, inputs, jobs, prompt_files
+    from sdcli.generation import distributed, jobs, prompt_files
+    from sdcli.images import inputs
 
     inputs.check_resize(resize)
     source = inputs.read_image(Path(image))

@@ -1,0 +1,144 @@
+"""Every option the image commands (generate, img2img, inpaint) share, as one typed value.
+
+The commands' Typer signatures declare these options once (`commands/options.py`, `image_options`), and the
+values arrive here; `--from IMAGE` replaces the fields the command line did not give (`remake.apply`).
+The request builders turn them into the validated requests the lower layers run.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from sdcli.core.requests import DEFAULT_MODEL, GenerationRequest, MemoryOptions, ModelRequest
+from sdcli.core.specs import EmbeddingSpec, LoraSpec
+from sdcli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ImageArgs:
+    prompt: str | None = None  # "-": read from stdin; None: a prompts file gives one per line
+    negative: str = ""
+    from_: Path | None = None
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    variant: str | None = None
+    config: str | None = None
+    allow_pickle: bool = False
+    lora: tuple[str, ...] = ()
+    embedding: tuple[str, ...] = ()
+    scheduler: str | None = None
+    schedule: str | None = None
+    clip_skip: int = 1
+    weighting: str = "a1111"
+    no_long_prompts: bool = False
+    steps: int = 30
+    guidance: float = 7.0
+    width: int | None = None
+    height: int | None = None
+    seed: int | None = None
+    count: int = 1
+    batch_size: int = 1
+    strength: float | None = None  # img2img and inpaint only
+    device: str = "auto"
+    dtype: str = "auto"
+    rng: str = "cpu"
+    offload: str = "none"
+    low_vram: bool = False
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    attention_slicing: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    tiny_vae: str | None = None
+    quantize: str | None = None  # a scheme name: bnb-4bit, torchao-int8, ...
+    oom_retry: bool = False
+    no_safety_checker: bool = False
+    keep_filtered: bool = False
+    output: str | None = None
+    overwrite: bool = False
+    no_metadata: bool = False
+    json_: bool = False
+    quiet: bool = False
+    offline: bool = False
+    debug: bool = False
+    given: frozenset[str] = field(default=frozenset(), compare=False)  # options the command line gave
+    # Options left at sdcli's own default (no flag, variable, config file or --from), which a model family
+    # may replace with its own: FLUX.1-dev's 28 steps, say.
+    defaulted: frozenset[str] = field(default=frozenset(), compare=False)
+    scheduler_state: tuple[str, dict[str, Any]] | None = None  # exact class + config, from --from IMAGE
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in fields(cls)) - {"given", "defaulted", "scheduler_state"}
+
+    def read_prompt(self) -> str:
+        prompt = self.prompt
+        if prompt == "-":
+            try:
+                prompt = sys.stdin.read().strip()
+            except UnicodeDecodeError as exc:
+                raise UsageError(f"the prompt on stdin is not valid UTF-8 text ({exc.reason})") from None
+        if not prompt:
+            raise UsageError(
+                "no prompt given", hint='sdcli generate "a cat wearing a hat" (or - to read stdin)'
+            )
+        return prompt
+
+    def memory(self) -> MemoryOptions:
+        chosen: dict[str, Any] = dict(
+            offload=self.offload,
+            vae_tiling=self.vae_tiling,
+            vae_slicing=self.vae_slicing,
+            attention_slicing=self.attention_slicing,
+            channels_last=self.channels_last,
+            compile=self.compile,
+            tiny_vae=self.tiny_vae,
+            oom_retry=self.oom_retry,
+        )
+        if self.low_vram:  # --low-vram sets what it needs; what the user set on top of it still counts
+            return MemoryOptions.low_vram(
+                **{k: v for k, v in chosen.items() if v not in (False, None, "none")}
+            )
+        return MemoryOptions(**chosen)
+
+    def model_request(self) -> ModelRequest:
+        return ModelRequest(
+            model=self.model,
+            revision=self.revision,
+            variant=self.variant,
+            device=self.device,
+            dtype=self.dtype,
+            scheduler=self.scheduler,
+            schedule=self.schedule,
+            memory=self.memory(),
+            safety_checker=not self.no_safety_checker,
+            rng=self.rng,
+            scheduler_state=self.scheduler_state,
+            config=self.config,
+            allow_pickle=self.allow_pickle,
+            quantize=self.quantize,
+            loras=tuple(LoraSpec.parse(text) for text in self.lora),
+            embeddings=tuple(EmbeddingSpec.parse(text) for text in self.embedding),
+        ).validated()
+
+    def generation_request(self, prompt: str | None = None) -> GenerationRequest:
+        """The prompt as given (read from stdin for "-"), or `prompt` (a prompts file's placeholder)."""
+        return GenerationRequest(
+            prompt=self.read_prompt() if prompt is None else prompt,
+            negative=self.negative,
+            steps=self.steps,
+            guidance=self.guidance,
+            width=self.width,
+            height=self.height,
+            seed=self.seed,
+            count=self.count,
+            batch_size=self.batch_size,
+            strength=self.strength,
+            clip_skip=self.clip_skip,
+            weighting=self.weighting,
+            long_prompts=not self.no_long_prompts,
+            defaulted=self.defaulted & {"steps", "guidance"},
+        ).validated()

@@ -1,0 +1,184 @@
+"""What the user asked for, as frozen dataclasses validated before any model loads."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from sdcli.core import specs
+from sdcli.core.specs import EmbeddingSpec, LoraSpec
+from sdcli.errors import UsageError
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+# Old names of the same weights: the runwayml repo was removed from the Hub in 2024.
+MODEL_ALIASES = {"runwayml/stable-diffusion-v1-5": DEFAULT_MODEL}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "fp16", "bf16", "fp32")
+MAX_SEED = 2**32 - 1  # A1111 and most UIs use 32-bit seeds; keep ours interchangeable
+# Upper bounds, so a typo fails at once instead of allocating until the OOM killer comes (README, exit codes).
+MAX_STEPS = 1000  # SD's schedulers have 1000 training timesteps, and some (DDIM) refuse more steps
+MAX_COUNT = 10_000  # images per prompt: every file name is planned (and checked free) before loading
+MAX_SIZE = 8192  # pixels per side, 16x SD 1.5's own 512: attention memory grows with its fourth power
+
+
+OFFLOAD_MODES = ("none", "model", "sequential")
+WEIGHTINGS = ("a1111", "none")  # prompt attention syntax: A1111's `(word:1.3)`, or the text as typed
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """Speed/memory trade-offs applied to a loaded pipeline; all recorded in the image's metadata."""
+
+    offload: str = "none"
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    attention_slicing: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    tiny_vae: str | None = None  # a local folder or cached Hub id of an AutoencoderTiny
+    oom_retry: bool = False
+
+    @classmethod
+    def low_vram(cls, **overrides: Any) -> MemoryOptions:
+        """What a small GPU needs, spelled out as the individual settings."""
+        return cls(**{"offload": "model", "vae_tiling": True, "vae_slicing": True, **overrides})
+
+    def validated(self) -> MemoryOptions:
+        if self.offload not in OFFLOAD_MODES:
+            raise UsageError(f"--offload {self.offload!r} is not one of {', '.join(OFFLOAD_MODES)}")
+        return self
+
+    def as_record(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "oom_retry"}
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """Which weights to load and how to place them: shared by every command that runs a pipeline."""
+
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    variant: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    scheduler: str | None = None
+    schedule: str | None = None
+    memory: MemoryOptions = MemoryOptions()
+    safety_checker: bool = True
+    rng: str = "cpu"  # "cpu": seeds mean the same image on any device; "device": the device's own generator
+    scheduler_state: tuple[str, dict[str, Any]] | None = None  # exact class + config, from --from IMAGE
+    config: str | None = None  # single-file checkpoints: diffusers folder or Hub id with the configs
+    allow_pickle: bool = False  # read .ckpt/.pt/.bin/.pth weights (tensors only)
+    loras: tuple[LoraSpec, ...] = ()
+    embeddings: tuple[EmbeddingSpec, ...] = ()
+    quantize: str | None = None  # a sdcli.model.quantization scheme name: bnb-4bit, torchao-int8, ...
+
+    def validated(self) -> ModelRequest:
+        model = MODEL_ALIASES.get(self.model, self.model)
+        if not model.strip():
+            raise UsageError("--model is empty")
+        base = self.device.split(":", 1)[0]
+        if base not in DEVICES or (":" in self.device and not self.device.split(":", 1)[1].isdigit()):
+            raise UsageError(
+                f"--device {self.device!r} is not a device", hint="use auto, cpu, cuda, cuda:N or mps"
+            )
+        if self.dtype not in DTYPES:
+            raise UsageError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.rng not in ("cpu", "device"):
+            raise UsageError(f"--rng {self.rng!r} is not one of cpu, device")
+        specs.refuse_pickle(model, self.allow_pickle, "--model")
+        specs.validated(self.loras, self.embeddings, self.allow_pickle)
+        return replace(self, model=model, memory=self.memory.validated())
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt's worth of images: image i of the run gets seed `seed + i`."""
+
+    prompt: str
+    negative: str = ""
+    steps: int = 30
+    guidance: float = 7.0
+    width: int | None = None  # None: the model's native size
+    height: int | None = None
+    seed: int | None = None  # None: a random seed, drawn once and recorded
+    count: int = 1
+    batch_size: int = 1
+    strength: float | None = None  # img2img / inpaint only
+    first_index: int = 0  # index of this request's first image within its run (one image per process share)
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded in the image's metadata as it is
+    clip_skip: int = 1  # A1111 numbering: 1 = the text encoder's last layer
+    weighting: str = "a1111"
+    long_prompts: bool = True  # False: cut prompts at the text encoder's 75 tokens, with a warning
+    # Parameters left at sdcli's (SD) defaults, which a model family may replace with its own (FLUX.1: 28
+    # steps, distilled guidance 3.5); a value from a flag, the environment, a config file or --from is kept.
+    defaulted: frozenset[str] = frozenset()
+
+    def validated(self) -> GenerationRequest:
+        check_text("the prompt", self.prompt)
+        check_text("--negative", self.negative)
+        for name, value in (("--width", self.width), ("--height", self.height)):
+            if value is not None and (value <= 0 or value % 8):
+                raise UsageError(f"{name} must be a positive multiple of 8, got {value}")
+            if value is not None and value > MAX_SIZE:
+                raise UsageError(f"{name} must be at most {MAX_SIZE}, got {value}")
+        if self.steps < 1:
+            raise UsageError(f"--steps must be at least 1, got {self.steps}")
+        if self.count < 1:
+            raise UsageError(f"--count must be at least 1, got {self.count}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        for name, value, most in (
+            ("--steps", self.steps, MAX_STEPS),
+            ("--count", self.count, MAX_COUNT),
+            ("--batch-size", self.batch_size, MAX_COUNT),
+        ):
+            if value > most:
+                hint = "for more images, run again from the next --seed" if name == "--count" else None
+                raise UsageError(f"{name} must be at most {most}, got {value}", hint=hint)
+        for name, number in (("--guidance", self.guidance), ("--strength", self.strength)):
+            if number is not None and not math.isfinite(number):
+                raise UsageError(f"{name} must be a finite number, got {number}")
+        if self.guidance < 0:
+            raise UsageError(f"--guidance must be 0 or more, got {self.guidance:g}")
+        if self.strength is not None and not 0 < self.strength <= 1:
+            raise UsageError(f"--strength must be in (0, 1], got {self.strength:g}")
+        # diffusers runs int(steps * strength) steps and fails on 0, after the model has loaded.
+        if self.strength is not None and int(self.steps * self.strength) < 1:
+            raise UsageError(
+                f"--strength {self.strength:g} of --steps {self.steps} runs no denoising step",
+                hint=f"use at least --steps {math.ceil(1 / self.strength)}, or a higher --strength",
+            )
+        if self.clip_skip < 1:
+            raise UsageError(f"--clip-skip must be at least 1 (1 = last layer), got {self.clip_skip}")
+        if self.weighting not in WEIGHTINGS:
+            raise UsageError(f"--weighting {self.weighting!r} is not one of {', '.join(WEIGHTINGS)}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        import secrets
+
+        seed = secrets.randbelow(MAX_SEED - self.count) if self.seed is None else self.seed
+        return replace(self, seed=seed)
+
+    @property
+    def seeds(self) -> list[int]:
+        assert self.seed is not None, "validated() draws the seed"
+        return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.count)]
+
+
+def check_text(name: str, text: str) -> None:
+    """Text that is not valid UTF-8 (bytes from argv or a file, kept as surrogates) fails here, not when the
+    PNG's metadata is written after the model loaded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        chars = exc.object[exc.start : exc.end]
+        try:  # the bytes, as the terminal or file had them
+            raw = repr(chars.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:  # a lone surrogate that was never a byte
+            raw = ascii(chars)
+        raise UsageError(
+            f"{name} is not valid UTF-8 text ({raw} at character {exc.start})",
+            hint="check the terminal's or the file's encoding",
+        ) from None

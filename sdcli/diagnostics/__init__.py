@@ -1,0 +1,1 @@
+"""What `sdcli info` reports and checks: the environment, the smoke check, tiny pipelines."""

@@ -1,0 +1,1 @@
+"""Running requests on a loaded pipeline: prompts, the engine, decoding, the job loop."""

@@ -1,0 +1,1 @@
+"""Image files: reading inputs, naming and writing outputs, the metadata they carry."""

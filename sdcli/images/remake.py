@@ -1,0 +1,79 @@
+"""`--from IMAGE`: the parameters stored in an image become the defaults, and the command line wins."""
+
+from __future__ import annotations
+
+from collections.abc import Set
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sdcli.core.image_args import ImageArgs
+from sdcli.errors import UsageError
+from sdcli.images import metadata
+
+# ImageArgs field -> sdcli record key. Device and dtype are not taken: they describe the machine, and
+# `auto` picks the same ones again on the same machine.
+STORED = {
+    "prompt": "prompt",
+    "negative": "negative",
+    "model": "model",
+    "variant": "variant",
+    "steps": "steps",
+    "guidance": "guidance",
+    "width": "width",
+    "height": "height",
+    "seed": "seed",
+    "scheduler": "sampler",
+    "schedule": "schedule",
+    "rng": "rng",
+    "strength": "strength",
+    "clip_skip": "clip_skip",
+    "weighting": "weighting",
+}
+
+
+def read_record_and_warnings(image: Path) -> tuple[dict[str, Any], list[str]]:
+    """The record, and what in the image was unusable (an sdcli chunk of the wrong shape, say)."""
+    meta = metadata.read_metadata(image)
+    return metadata.record_for_remake(meta), meta.warnings
+
+
+def stored_values(record: dict[str, Any], given: Set[str]) -> dict[str, Any]:
+    """Each stored parameter the user did not give, by ImageArgs field name."""
+    found = {
+        param: record[key]
+        for param, key in STORED.items()
+        if param not in given and record.get(key) is not None
+    }
+    if "model" not in given and "revision" not in given:
+        revision = record.get("commit") or record.get("revision")
+        if revision is not None:
+            found["revision"] = revision
+    return found
+
+
+def scheduler_state(record: dict[str, Any], given: Set[str]) -> tuple[str, dict[str, Any]] | None:
+    """The exact scheduler class and config an sdcli image used, unless the user picked another."""
+    stored = record.get("scheduler")
+    if {"scheduler", "schedule"} & given or not isinstance(stored, dict):
+        return None
+    if not isinstance(stored.get("class"), str) or not isinstance(stored.get("config"), dict):
+        return None
+    return stored["class"], stored["config"]
+
+
+def apply(args: ImageArgs) -> tuple[ImageArgs, list[str]]:
+    """With --from IMAGE: the image's stored parameters replace every field the command line did not give.
+    Also what in the image was unusable (and so ignored), for a warning."""
+    if args.from_ is None:
+        return args, []
+    if not args.from_.is_file():
+        raise UsageError(f"{args.from_}: no such file")
+    record, warnings = read_record_and_warnings(args.from_)
+    changes = stored_values(record, args.given)
+    if args.strength is None:  # a command without --strength (generate) takes none from the image
+        changes.pop("strength", None)
+    state = scheduler_state(record, args.given)
+    # What the image stored is a given value, not a default a model family may replace.
+    remade = replace(args, **changes, scheduler_state=state, defaulted=args.defaulted - changes.keys())
+    return remade, warnings

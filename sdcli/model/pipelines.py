@@ -1,0 +1,238 @@
+"""Model source -> loaded diffusers pipeline. The only module that builds diffusers pipelines.
+
+The pipeline class is read from the model's own `model_index.json` and imported alone: importing one
+pipeline module is about a second cheaper than `AutoPipelineForText2Image`, which pulls in every family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sdcli.core import specs
+from sdcli.core.requests import MemoryOptions, ModelRequest
+from sdcli.errors import ModelUnavailable, UsageError, first_line
+from sdcli.model.sources import HUB_ID, ModelSource, display_name, read_model_index
+
+
+def locate(request: ModelRequest) -> ModelSource:
+    """Find the model's files locally, downloading a Hub model's generation files when allowed."""
+    path = Path(request.model).expanduser()
+    if path.is_dir():
+        read_model_index(path)
+        return ModelSource(name=display_name(request.model), folder=path)
+    from sdcli.model import checkpoints, family_checkpoints
+
+    if family_checkpoints.claims(request.model):
+        return family_checkpoints.locate(request.model, config=request.config)
+    if specs.is_checkpoint_name(request.model):
+        return checkpoints.locate(
+            request.model, config=request.config, allow_pickle=request.allow_pickle, revision=request.revision
+        )
+    looks_like_path = request.model.startswith((".", "/", "~")) or request.model.count("/") > 1
+    if looks_like_path or not HUB_ID.match(request.model):
+        raise ModelUnavailable(
+            f"model {request.model!r} was not found: no such folder, and not a Hub repo id",
+            hint="pass a local diffusers folder or a Hub id like stable-diffusion-v1-5/stable-diffusion-v1-5",
+        )
+    from sdcli.hub import fetch
+
+    folder, commit = fetch.ensure_local(request.model, revision=request.revision, variant=request.variant)
+    return ModelSource(
+        name=request.model, folder=folder, repo_id=request.model, revision=request.revision, commit=commit
+    )
+
+
+def quiet_libraries() -> None:
+    """diffusers and transformers log warnings and tqdm bars meant for notebooks; sdcli shows its own."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
+def pipeline_class(name: str) -> Any:
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if cls is None or not name.endswith("Pipeline"):
+        raise ModelUnavailable(f"model_index.json names {name!r}, which this diffusers does not provide")
+    return cls
+
+
+def load_pipeline(
+    source: ModelSource,
+    device: Any,
+    dtype: Any,
+    variant: str | None = None,
+    *,
+    offload: str = "none",
+    safety_checker: bool = True,
+    quantize: str | None = None,
+) -> Any:
+    """Load safetensors weights in `dtype`, straight onto `device` or behind offload hooks; never runs code
+    from the repo."""
+    quiet_libraries()
+    cls = pipeline_class(source.pipeline_class)
+    kwargs: dict[str, Any] = {}
+    if not safety_checker and "safety_checker" in read_model_index(source.folder):
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    # Loading straight onto the GPU skips a full copy of the weights through host memory.
+    # from_single_file takes no device_map.
+    direct = device.type == "cuda" and device.index in (None, 0) and offload == "none"
+    direct = direct and source.checkpoint is None
+    if direct:
+        kwargs["device_map"] = "cuda"
+    if quantize is not None:
+        from sdcli.model import quantization
+
+        kwargs["quantization_config"] = quantization.pipeline_config(
+            quantize, read_model_index(source.folder), dtype
+        )
+    try:
+        if source.component is not None:
+            from sdcli.model import family_checkpoints
+
+            pipe = family_checkpoints.load(cls, source, dtype, **kwargs)
+        elif source.checkpoint is not None:
+            from sdcli.model import checkpoints
+
+            pipe = checkpoints.load(cls, source, dtype, **kwargs)
+        else:
+            pipe = cls.from_pretrained(
+                source.folder, dtype=dtype, use_safetensors=True, variant=variant, **kwargs
+            )
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(
+            f"cannot load {source.name}: {first_line(exc)}",
+            hint="the folder must hold safetensors weights (sdcli never loads pickled .bin files)",
+        ) from exc
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    elif not direct:
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    pipe: Any
+    source: ModelSource
+    device: Any
+    dtype: Any
+    request: ModelRequest
+    memory: MemoryOptions  # what was actually applied on this device
+    notes: tuple[str, ...] = ()  # warnings for the user: options dropped, dtype fallbacks
+    loras: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale
+    embeddings: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, token
+
+
+def load_model(request: ModelRequest) -> LoadedModel:
+    """Resolve device and dtype first (a missing GPU fails before any file is read), then load."""
+    from sdcli.model import runtime
+
+    with runtime.collections_paused():
+        return _load_model(request.validated())
+
+
+def _load_model(request: ModelRequest) -> LoadedModel:
+    from sdcli.model import adapters, memory, runtime, schedulers
+
+    device = runtime.resolve_device(request.device)
+    dtype, dtype_notes = runtime.resolve_dtype(request.dtype, device)
+    options, memory_notes = memory.effective(request.memory, device)
+    source = locate(request)
+    # An image's stored scheduler (--from) is rebuilt before the weights load: a bogus one fails fast.
+    stored = schedulers.from_state(*request.scheduler_state) if request.scheduler_state else None
+    pipe = load_pipeline(
+        source,
+        device,
+        dtype,
+        request.variant,
+        offload=options.offload,
+        safety_checker=request.safety_checker,
+        quantize=request.quantize,
+    )
+    # Adapters go in before memory.apply: torch.compile must see the UNet with its LoRA layers.
+    loras = adapters.load_loras(pipe, request.loras)
+    embeddings = adapters.load_embeddings(pipe, request.embeddings)
+    memory.apply(pipe, options, device)
+    if stored is not None:
+        pipe.scheduler = stored
+    elif request.scheduler or request.schedule:
+        current, _ = schedulers.describe(type(pipe.scheduler).__name__, pipe.scheduler.config)
+        choice = schedulers.resolve(request.scheduler or current, request.schedule)
+        pipe.scheduler = schedulers.build(choice, pipe.scheduler.config)
+    notes = (*dtype_notes, *memory_notes, *checkpoint_notes(source, request))
+    return LoadedModel(pipe, source, device, dtype, request, options, notes, tuple(loras), tuple(embeddings))
+
+
+def checkpoint_notes(source: ModelSource, request: ModelRequest) -> tuple[str, ...]:
+    # diffusers never builds a safety checker from a single file: say so rather than skip it silently.
+    if source.checkpoint is None or not request.safety_checker:
+        return ()
+    if (read_model_index(source.folder).get("safety_checker") or [None])[0] is None:
+        return ()
+    return ("single-file checkpoints carry no safety checker: images are not checked",)
+
+
+# Known families convert by name: importing one pipeline class is about 2 s cheaper than the AutoPipeline
+# classes, which import every family. Anything else goes through AutoPipelineFor{Image2Image,Inpainting}.
+TASK_PIPELINES = {
+    "img2img": {
+        "StableDiffusionPipeline": "StableDiffusionImg2ImgPipeline",
+        "StableDiffusionXLPipeline": "StableDiffusionXLImg2ImgPipeline",
+        "StableDiffusion3Pipeline": "StableDiffusion3Img2ImgPipeline",
+        "FluxPipeline": "FluxImg2ImgPipeline",
+    },
+    "inpaint": {
+        "StableDiffusionPipeline": "StableDiffusionInpaintPipeline",
+        "StableDiffusionXLPipeline": "StableDiffusionXLInpaintPipeline",
+        "StableDiffusionImg2ImgPipeline": "StableDiffusionInpaintPipeline",
+        "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLInpaintPipeline",
+        "StableDiffusion3Pipeline": "StableDiffusion3InpaintPipeline",
+        "StableDiffusion3Img2ImgPipeline": "StableDiffusion3InpaintPipeline",
+        "FluxPipeline": "FluxInpaintPipeline",
+        "FluxImg2ImgPipeline": "FluxInpaintPipeline",
+    },
+}
+
+
+def for_task(model: LoadedModel, task: str) -> LoadedModel:
+    """The same loaded weights as an image-to-image ("img2img") or inpainting ("inpaint") pipeline.
+
+    `from_pipe` reuses the components already on the device, so nothing is loaded twice; a model whose
+    own class already does the task (an inpainting checkpoint for inpaint) is returned as it is.
+    """
+    pipe = model.pipe
+    name = type(pipe).__name__
+    table = TASK_PIPELINES[task]
+    if name in table.values():
+        return model
+    unet = getattr(pipe, "unet", None)
+    if task == "img2img" and getattr(getattr(unet, "config", None), "in_channels", 4) != 4:
+        raise UsageError(
+            f"{model.source.name} is an inpainting checkpoint ({name}); it cannot do plain img2img",
+            hint="use `sdcli inpaint IMAGE MASK PROMPT`, or an ordinary model for img2img",
+        )
+    if name in table:
+        cls = pipeline_class(table[name])
+    else:
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+        cls = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForInpainting
+    try:
+        converted = cls.from_pipe(pipe)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"{model.source.name} ({name}) has no {task} pipeline in diffusers: {first_line(exc)}"
+        ) from exc
+    converted.set_progress_bar_config(disable=True)
+    return replace(model, pipe=converted)
