@@ -68,10 +68,6 @@ class CheckFailed(SdcliError):
     exit_code = ExitCode.CHECK_FAILED
 
 
-class Interrupted(SdcliError):
-    exit_code = ExitCode.INTERRUPTED
-
-
 _OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 

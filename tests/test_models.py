@@ -198,3 +198,22 @@ def test_sd2_and_sdxl_checkpoints_give_the_pixels_of_their_folders(
     single = run(cli, path, "--config", config, out="single.png")
     assert from_folder.exit_code == 0 and single.exit_code == 0, single.stderr
     assert np.array_equal(pixels("folder.png"), pixels("single.png"))
+
+
+def test_model_index_is_read_once_per_load(tiny_sd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sdcli reads a model's model_index.json once per load (diffusers reads it for itself too)."""
+    from sdcli.core.requests import ModelRequest
+    from sdcli.hub import selection
+    from sdcli.model import pipelines
+
+    reads = []
+    real = selection.read_model_index
+
+    def counted(path: Path) -> dict:
+        reads.append(path)
+        return real(path)  # the real reader runs: this only counts
+
+    monkeypatch.setattr(selection, "read_model_index", counted)
+    model = pipelines.load_model(ModelRequest(str(tiny_sd), safety_checker=False))
+    assert model.source.pipeline_class == "StableDiffusionPipeline"
+    assert reads == [tiny_sd / "model_index.json"]

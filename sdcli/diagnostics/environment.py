@@ -7,7 +7,6 @@ seconds, and the report must stay under twice the time of `import torch` (torch 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -269,10 +268,10 @@ def choose(device: str = "auto", dtype: str = "auto", found: Devices | None = No
 
 
 def _pipeline_class(snapshot: Path) -> str | None:
-    try:
-        return str(json.loads((snapshot / "model_index.json").read_text(encoding="utf-8"))["_class_name"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    from sdcli.hub.selection import model_index_in
+
+    name = (model_index_in(snapshot) or {}).get("_class_name")
+    return str(name) if name is not None else None
 
 
 def cached_pipelines(cache_dir: Path | None = None) -> Cache:

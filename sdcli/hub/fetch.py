@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import glob
-import json
 import os
 import shutil
 import tempfile
@@ -29,7 +28,7 @@ from sdcli.hub.cache import (
     write_ref,
 )
 from sdcli.hub.errors import hub_errors, not_cached
-from sdcli.hub.selection import MODEL_INDEX, missing_weights, select_files
+from sdcli.hub.selection import MODEL_INDEX, missing_weights, read_model_index, select_files
 from sdcli.hub.settings import etag_timeout, hub_endpoint, is_offline
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
@@ -182,12 +181,9 @@ def _fetch_model_index(repo_id: str, commit: str, token: str | None) -> dict[str
 
 def _read_model_index(path: Path, repo_id: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return read_model_index(path)
     except (OSError, ValueError) as exc:
         raise ModelUnavailable(f"model_index.json of '{repo_id}' cannot be read: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ModelUnavailable(f"model_index.json of '{repo_id}' is not a JSON object")
-    return data
 
 
 # --- downloading --------------------------------------------------------------------------------

@@ -8,10 +8,11 @@ it needs. diffusers loads safetensors, one variant at a time, from the folders m
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 MODEL_INDEX = "model_index.json"
@@ -147,3 +148,20 @@ def _pick(paths: list[str], variant: str | None) -> set[str]:
 def _matches(path: str, patterns: Iterable[str]) -> bool:
     # A trailing "/" means "everything in that folder", as in huggingface_hub's allow_patterns.
     return any(fnmatch.fnmatch(path, pat + "*" if pat.endswith("/") else pat) for pat in patterns)
+
+
+def read_model_index(path: Path) -> dict[str, Any]:
+    """A model_index.json as a dict: OSError when it cannot be read, ValueError (saying why) when it is not
+    a JSON object. The one reader of the file; callers word the error for what they were doing."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"is a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def model_index_in(folder: Path) -> dict[str, Any] | None:
+    """The folder's model_index.json, or None where there is none that reads as an object."""
+    try:
+        return read_model_index(folder / MODEL_INDEX)
+    except (OSError, ValueError):
+        return None

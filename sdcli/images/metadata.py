@@ -32,6 +32,7 @@ from sdcli import __version__
 from sdcli.errors import UsageError
 from sdcli.images import foreign_formats as ff
 from sdcli.images.foreign import comfyui_fields, invokeai_fields
+from sdcli.images.inputs import FORMATS
 from sdcli.images.record_shape import is_int, is_number, record_problem
 from sdcli.model import schedulers
 
@@ -56,7 +57,6 @@ _FLOAT_RE = re.compile(r"^[+-]?(?:\d+\.\d*|\.\d+)$")
 _HASH10_RE = re.compile(r"^[0-9a-f]{10}$")
 # Values that may look numeric but are names ("Model: 2") or hex ("Model hash: 1234567890").
 _TEXT_KEYS = frozenset({"Model", "VAE", "Version", "Sampler", "Schedule type", "User"})
-_FORMATS = ["PNG", "JPEG", "WEBP"]
 _KNOWN_CHUNKS = frozenset({"sdcli", "parameters", "prompt", "invokeai_metadata"})
 # A parameters line names at least two of these: what tells A1111 infotext from any other comment.
 _INFOTEXT_KEYS = frozenset({"Steps", "Sampler", "CFG scale", "Seed", "Width", "Model"})
@@ -551,7 +551,7 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
         # what is wrong with a file is this function's answer, not extra lines around it.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path, formats=_FORMATS) as im:
+            with Image.open(path, formats=FORMATS) as im:
                 fmt = im.format or "?"
                 raw = _raw_texts(im)
                 meta = _interpret(name, fmt, raw)

@@ -19,6 +19,7 @@ from typing import Any
 
 from sdcli.core.specs import is_checkpoint_name, is_pickle, refuse_pickle
 from sdcli.errors import ModelUnavailable, UsageError, first_line
+from sdcli.hub.selection import model_index_in
 
 UNET = "model.diffusion_model."
 
@@ -215,14 +216,6 @@ def detect_family(shapes: dict[str, tuple[int, ...]], name: str) -> Family:
 # -- configuration and loading -------------------------------------------------------------------------------
 
 
-def _model_index(folder: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def find_config(family: Family, config: str | None, name: str) -> tuple[Path, str]:
     """(diffusers folder with the family's configs and tokenizers, the name the record gives it)."""
     from sdcli.hub.cache import resolve_cached
@@ -230,7 +223,7 @@ def find_config(family: Family, config: str | None, name: str) -> tuple[Path, st
 
     if config is None:
         snapshot = resolve_cached(family.reference)
-        if snapshot is not None and _model_index(snapshot) is not None:
+        if snapshot is not None and model_index_in(snapshot) is not None:
             return snapshot, family.reference
         raise ModelUnavailable(
             f"{name} is an {family.label} checkpoint; loading it needs the configuration files of "
@@ -240,7 +233,7 @@ def find_config(family: Family, config: str | None, name: str) -> tuple[Path, st
         )
     path = Path(config).expanduser()
     if path.is_dir():
-        if _model_index(path) is None:
+        if model_index_in(path) is None:
             raise ModelUnavailable(
                 f"--config {config} has no model_index.json: not a diffusers pipeline folder"
             )
@@ -248,7 +241,7 @@ def find_config(family: Family, config: str | None, name: str) -> tuple[Path, st
     if config.startswith((".", "/", "~")) or not HUB_ID.match(config) or "/" not in config:
         raise UsageError(f"--config {config}: no such folder, and not a Hub repo id")
     snapshot = resolve_cached(config)
-    if snapshot is None or _model_index(snapshot) is None:
+    if snapshot is None or model_index_in(snapshot) is None:
         raise ModelUnavailable(
             f"--config {config} is not in the local cache",
             hint=f"run `sdcli download {config} --config-only` (a few MB, no weights)",
@@ -258,7 +251,7 @@ def find_config(family: Family, config: str | None, name: str) -> tuple[Path, st
 
 def check_fits(family: Family, folder: Path, name: str, config_name: str) -> None:
     """A config of another family fails deep inside diffusers with a shape error; say it plainly instead."""
-    index = _model_index(folder) or {}
+    index = model_index_in(folder) or {}
     config_xl = "text_encoder_2" in index
     try:
         unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))

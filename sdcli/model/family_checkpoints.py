@@ -133,9 +133,7 @@ def load(cls: Any, source: Any, dtype: Any, **kwargs: Any) -> Any:
     import diffusers
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
-    from sdcli.model.sources import read_model_index
-
-    index = read_model_index(source.folder)
+    index = source.model_index
     transformer_cls = getattr(diffusers, str(index["transformer"][1]))
     extra: dict[str, Any] = {}
     if source.checkpoint.name.lower().endswith(".gguf"):

@@ -13,15 +13,16 @@ from typing import Any
 from sdcli.core import specs
 from sdcli.core.requests import MemoryOptions, ModelRequest
 from sdcli.errors import ModelUnavailable, UsageError, first_line
-from sdcli.model.sources import HUB_ID, ModelSource, display_name, read_model_index
+from sdcli.model.sources import HUB_ID, ModelSource, display_name
 
 
 def locate(request: ModelRequest) -> ModelSource:
     """Find the model's files locally, downloading a Hub model's generation files when allowed."""
     path = Path(request.model).expanduser()
     if path.is_dir():
-        read_model_index(path)
-        return ModelSource(name=display_name(request.model), folder=path)
+        source = ModelSource(name=display_name(request.model), folder=path)
+        source.model_index  # noqa: B018 - a folder that is no pipeline fails here, before anything loads
+        return source
     from sdcli.model import checkpoints, family_checkpoints
 
     if family_checkpoints.claims(request.model):
@@ -79,7 +80,7 @@ def load_pipeline(
     quiet_libraries()
     cls = pipeline_class(source.pipeline_class)
     kwargs: dict[str, Any] = {}
-    if not safety_checker and "safety_checker" in read_model_index(source.folder):
+    if not safety_checker and "safety_checker" in source.model_index:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     # Loading straight onto the GPU skips a full copy of the weights through host memory.
     # from_single_file takes no device_map.
@@ -90,9 +91,7 @@ def load_pipeline(
     if quantize is not None:
         from sdcli.model import quantization
 
-        kwargs["quantization_config"] = quantization.pipeline_config(
-            quantize, read_model_index(source.folder), dtype
-        )
+        kwargs["quantization_config"] = quantization.pipeline_config(quantize, source.model_index, dtype)
     try:
         if source.component is not None:
             from sdcli.model import family_checkpoints
@@ -178,7 +177,7 @@ def checkpoint_notes(source: ModelSource, request: ModelRequest) -> tuple[str, .
     # diffusers never builds a safety checker from a single file: say so rather than skip it silently.
     if source.checkpoint is None or not request.safety_checker:
         return ()
-    if (read_model_index(source.folder).get("safety_checker") or [None])[0] is None:
+    if (source.model_index.get("safety_checker") or [None])[0] is None:
         return ()
     return ("single-file checkpoints carry no safety checker: images are not checked",)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from sdcli.errors import ModelUnavailable
+from sdcli.hub import selection
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -27,26 +28,28 @@ class ModelSource:
     config: str | None = None  # the name of that config folder or Hub id, for the record
     component: str | None = None  # "transformer": the checkpoint is that component of `folder`'s pipeline
 
+    @cached_property
+    def model_index(self) -> dict[str, Any]:
+        """Read once per load: the pipeline class, its components and its safety checker all come from it."""
+        return read_model_index(self.folder)
+
     @property
     def pipeline_class(self) -> str:
-        return str(read_model_index(self.folder).get("_class_name", ""))
+        return str(self.model_index.get("_class_name", ""))
 
 
 def read_model_index(folder: Path) -> dict[str, Any]:
     hint = "point --model at a folder saved with save_pretrained, or a Hub repo id"
     try:
-        data = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        return selection.read_model_index(folder / selection.MODEL_INDEX)
+    except OSError as exc:
         raise ModelUnavailable(
             f"{folder.name} has no readable model_index.json: not a diffusers pipeline folder", hint=hint
         ) from exc
-    if not isinstance(data, dict):  # a list, say: dict() of it failed as "unexpected", or passed as {}
+    except ValueError as exc:  # a list, say: dict() of it failed as "unexpected", or passed as {}
         raise ModelUnavailable(
-            f"{folder.name}/model_index.json is a JSON {type(data).__name__}, not an object: "
-            "not a diffusers pipeline folder",
-            hint=hint,
-        )
-    return data
+            f"{folder.name}/model_index.json {exc}: not a diffusers pipeline folder", hint=hint
+        ) from exc
 
 
 def display_name(model: str) -> str:
