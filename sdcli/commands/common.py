@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sdcli.console import Output
+from sdcli.console import Output, Progress
 from sdcli.errors import CheckFailed, ExitCode, SdcliError, UsageError
 from sdcli.image_args import ImageArgs
 from sdcli.requests import GenerationRequest, ModelRequest
@@ -92,33 +92,19 @@ def execute(
 ) -> None:
     """Load the model once, write each job's images as they come, then report; Ctrl-C or SIGTERM stops
     between images, keeps what was written, and still prints the summary."""
-    from sdcli import jobs, pipelines, signals
+    from sdcli import signals
 
     signals.terminate_like_interrupt()
     began = time.perf_counter()
     tally = Tally(bad_inputs=plan.bad_inputs)
     total = sum(job.request.count for job in plan.jobs)
+    run = run_here
     try:
         with out.progress() as progress:
-            loading = progress.task(f"loading {plan.model.model}")
-            loaded = pipelines.load_model(plan.model)
-            if plan.task is not None:
-                loaded = pipelines.for_task(loaded, plan.task)
-            progress.done(loading)
-            for note in loaded.notes:
-                out.warn(note)
-            images_bar = progress.task("images", total=total)
-            steps_bar = progress.task("denoising", total=plan.jobs[0].request.steps if plan.jobs else None)
-            for result in jobs.run(
-                loaded,
-                plan.jobs,
-                plan.outputs,
-                with_metadata=plan.with_metadata,
-                keep_filtered=plan.keep_filtered,
-                on_step=lambda done, of: progress.update(steps_bar, completed=done, total=of),
-            ):
+            hooks = RunHooks(out, progress, total, plan)
+            for result in run(plan, hooks):
                 report(out, result, tally, processes)
-                progress.update(images_bar, advance=1)
+                hooks.image_done()
     except (KeyboardInterrupt, SdcliError) as exc:
         if isinstance(exc, KeyboardInterrupt) or exc.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
             summarize(out, tally, total, began, processes, interrupted=True)
@@ -126,6 +112,53 @@ def execute(
     if grid and tally.written and processes.is_main:
         write_grid(out, tally.written, grid_rows, with_metadata=plan.with_metadata)
     summarize(out, tally, total, began, processes)
+
+
+class RunHooks:
+    """What a run reports before and between its images: the same bars and notes whether the model runs
+    in this process or in a worker."""
+
+    def __init__(self, out: Output, progress: Progress, total: int, plan: RunPlan) -> None:
+        self.out, self.progress, self.total, self.plan = out, progress, total, plan
+        self._loading: object = None
+        self._images: object = None
+        self._steps: object = None
+
+    def loading(self) -> None:
+        self._loading = self.progress.task(f"loading {self.plan.model.model}")
+
+    def loaded(self, notes: tuple[str, ...]) -> None:
+        self.progress.done(self._loading)
+        for note in notes:
+            self.out.warn(note)
+        self._images = self.progress.task("images", total=self.total)
+        steps = self.plan.jobs[0].request.steps if self.plan.jobs else None
+        self._steps = self.progress.task("denoising", total=steps)
+
+    def step(self, done: int, of: int) -> None:
+        self.progress.update(self._steps, completed=done, total=of)
+
+    def image_done(self) -> None:
+        self.progress.update(self._images, advance=1)
+
+
+def run_here(plan: RunPlan, hooks: RunHooks) -> Iterator[Written]:
+    """The run in this process: load the model, then write each image as it is decoded."""
+    from sdcli import jobs, pipelines
+
+    hooks.loading()
+    loaded = pipelines.load_model(plan.model)
+    if plan.task is not None:
+        loaded = pipelines.for_task(loaded, plan.task)
+    hooks.loaded(loaded.notes)
+    yield from jobs.run(
+        loaded,
+        plan.jobs,
+        plan.outputs,
+        with_metadata=plan.with_metadata,
+        keep_filtered=plan.keep_filtered,
+        on_step=hooks.step,
+    )
 
 
 def report(out: Output, result: Written, tally: Tally, processes: Processes) -> None:
