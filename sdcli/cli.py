@@ -21,6 +21,7 @@ from sdcli.commands.generate import generate
 from sdcli.commands.img2img import img2img
 from sdcli.commands.info import info
 from sdcli.commands.inpaint import inpaint
+from sdcli.commands.serve import serve
 from sdcli.console import Output
 from sdcli.errors import ExitCode, SdcliError, first_line
 
@@ -122,6 +123,7 @@ app.command("info")(info)
 
 app.command("img2img")(img2img)
 app.command("inpaint")(inpaint)
+app.command("serve")(serve)
 
 
 def main() -> None:

@@ -63,6 +63,7 @@ class ImageArgs:
     quiet: bool = False
     offline: bool = False
     debug: bool = False
+    no_worker: bool = False  # run here even when `sdcli serve` is up
     given: frozenset[str] = field(default=frozenset(), compare=False)  # options the command line gave
     scheduler_state: tuple[str, dict[str, Any]] | None = None  # exact class + config, from --from IMAGE
 

@@ -41,6 +41,7 @@ class RunPlan:
     keep_filtered: bool = False
     task: str | None = None  # load the model as this pipeline: img2img, inpaint
     bad_inputs: int = 0  # inputs already refused before loading
+    use_worker: bool = False  # let a running `sdcli serve` do the work (no --no-worker)
 
 
 def plan_run(
@@ -77,7 +78,9 @@ def plan_run(
     outputs.check_free([path for job in work for path in job.paths], plan)
     if args.offline:
         hub.set_offline()
-    return RunPlan(model, work, plan, not args.no_metadata, args.keep_filtered, task, bad_inputs)
+    return RunPlan(
+        model, work, plan, not args.no_metadata, args.keep_filtered, task, bad_inputs, not args.no_worker
+    )
 
 
 @dataclass
@@ -91,14 +94,16 @@ def execute(
     out: Output, plan: RunPlan, *, processes: Processes, grid: bool = False, grid_rows: int | None = None
 ) -> None:
     """Load the model once, write each job's images as they come, then report; Ctrl-C or SIGTERM stops
-    between images, keeps what was written, and still prints the summary."""
-    from sdcli import signals
+    between images, keeps what was written, and still prints the summary. A running worker (`sdcli serve`)
+    loads and writes instead when there is one; what is printed is the same."""
+    from sdcli import signals, worker_client
 
     signals.terminate_like_interrupt()
     began = time.perf_counter()
     tally = Tally(bad_inputs=plan.bad_inputs)
     total = sum(job.request.count for job in plan.jobs)
-    run = run_here
+    worker = worker_client.find(plan, processes) if plan.use_worker else None
+    run = worker.run if worker is not None else run_here
     try:
         with out.progress() as progress:
             hooks = RunHooks(out, progress, total, plan)
