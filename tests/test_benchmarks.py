@@ -50,3 +50,9 @@ def test_gpu_benchmark_smoke_mode_on_cpu(tmp_path: Path, capsys: pytest.CaptureF
     for family in ("sd15", "sdxl"):
         assert f"## {family}: 2 steps" in out
     assert "sdcli default:" in out
+
+
+def test_worker_benchmark_runs_warm_and_cold_loops(tiny_sd: Path) -> None:
+    out = run_script("bench_worker.py", "--quick", "--model", str(tiny_sd))
+    assert "| 2 generate calls in a shell loop (wall)" in out
+    assert "| heavy modules the warm client imported" in out and "| none " in out
