@@ -108,6 +108,8 @@ def run_request(plan: RunPlan) -> tuple[dict[str, Any], list[list[Path]]]:
         "explicit": plan.outputs.explicit,
         "with_metadata": plan.with_metadata,
         "keep_filtered": plan.keep_filtered,
+        # --offline has set HF_HUB_OFFLINE (plan_run); huggingface_hub's own spellings of true count too.
+        "offline": os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"),
         "jobs": [
             {
                 "request": worker_protocol.generation_to_json(job.request),

@@ -10,9 +10,11 @@ only when the worker starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
+import signal
 import socket
 import stat
 import threading
@@ -108,9 +110,10 @@ class RunRequest:
     explicit: bool
     with_metadata: bool
     keep_filtered: bool
+    offline: bool  # the client's --offline (or HF_HUB_OFFLINE=1): a model load must not touch the network
 
 
-RUN_FLAGS = ("overwrite", "explicit", "with_metadata", "keep_filtered")
+RUN_FLAGS = ("overwrite", "explicit", "with_metadata", "keep_filtered", "offline")
 
 
 def parse_run(body: bytes) -> RunRequest:
@@ -178,10 +181,24 @@ def error_event(exc: BaseException) -> dict[str, Any]:
 
 
 class Worker:
-    def __init__(self, cache: ModelCache, *, debug: bool = False) -> None:
+    def __init__(self, cache: ModelCache, *, debug: bool = False, model: ModelRequest | None = None) -> None:
         self.cache = cache
+        self.model = model  # what the A1111 and OpenAI APIs run (`sdcli serve -m`)
         self.lock = threading.Lock()  # one run at a time: requests queue here
         self.debug = debug
+
+    def load(self, request: RunRequest) -> LoadedModel:
+        """The request's model; loaded offline for an offline client (runs hold the lock, so switching
+        huggingface_hub off and back on affects no other run)."""
+        from sdcli import hub
+
+        if not request.offline or hub.is_offline():
+            return self.cache.get(request.model)
+        hub.set_offline(True)
+        try:
+            return self.cache.get(request.model)
+        finally:
+            hub.set_offline(False)
 
     def run(self, request: RunRequest, emit: Any, cancelled: threading.Event) -> None:
         """One client's run, in a worker thread; `emit(event)` sends an event to that client."""
@@ -192,7 +209,7 @@ class Worker:
                 if cancelled.is_set():
                     return
                 emit({"event": "loading"})
-                model = self.cache.get(request.model)
+                model = self.load(request)
                 emit({"event": "loaded", "notes": list(model.notes)})
 
                 def on_step(done: int, of: int) -> None:
@@ -240,22 +257,8 @@ def build_app(worker: Worker, *, token: str | None = None) -> Any:
     def refuse(status: int, message: str) -> Response:
         return JSONResponse({"error": message}, status_code=status)
 
-    async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and (
-            not declared.isdigit() or int(declared) > worker_protocol.MAX_BODY_BYTES
-        ):
-            raise TooLarge
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > worker_protocol.MAX_BODY_BYTES:
-                raise TooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     async def health(request: Request) -> Response:
-        return JSONResponse({"sdcli": __version__, "protocol": worker_protocol.PROTOCOL})
+        return JSONResponse({"sdcli": __version__, "protocol": worker_protocol.PROTOCOL, "pid": os.getpid()})
 
     async def run(request: Request) -> Response:
         try:
@@ -289,10 +292,55 @@ def build_app(worker: Worker, *, token: str | None = None) -> Any:
 
         return StreamingResponse(stream(), media_type="application/x-ndjson")
 
+    async def compat(request: Request, parse: Any, answer: Any, error: Any) -> Response:
+        from sdcli import worker_compat
+
+        try:
+            body = await read_body(request)
+            try:
+                data = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                raise BadRequest("the request is not JSON") from None
+            generation, sampler = parse(data)
+            if worker.model is None:
+                raise BadRequest("this worker has no model for this API (start it with sdcli serve -m MODEL)")
+        except TooLarge:
+            return JSONResponse(error(f"the request is over {worker_protocol.MAX_BODY_BYTES} bytes"), 413)
+        except UsageError as exc:
+            return JSONResponse(error(exc.message), 400)
+        try:
+            made = await asyncio.to_thread(worker_compat.make, worker, worker.model, generation, sampler)
+        except Exception as exc:
+            status, message = compat_failure(exc)
+            return JSONResponse(error(message), status)
+        return JSONResponse(answer(generation, made))
+
+    async def txt2img(request: Request) -> Response:
+        from sdcli import worker_compat
+
+        return await compat(
+            request,
+            worker_compat.a1111_request,
+            worker_compat.a1111_response,
+            lambda message: {"error": "BadRequest", "detail": message},
+        )
+
+    async def generations(request: Request) -> Response:
+        from sdcli import worker_compat
+
+        return await compat(
+            request,
+            lambda data: (worker_compat.openai_request(data), None),
+            lambda _, made: worker_compat.openai_response(made, int(time.time())),
+            lambda message: {"error": {"message": message, "type": "invalid_request_error"}},
+        )
+
     app = Starlette(
         routes=[
             Route(worker_protocol.HEALTH_PATH, health, methods=["GET"]),
             Route(worker_protocol.RUN_PATH, run, methods=["POST"]),
+            Route("/sdapi/v1/txt2img", txt2img, methods=["POST"]),
+            Route("/v1/images/generations", generations, methods=["POST"]),
         ]
     )
     if token is None:
@@ -302,6 +350,26 @@ def build_app(worker: Worker, *, token: str | None = None) -> Any:
 
 class TooLarge(Exception):
     pass
+
+
+async def read_body(request: Any) -> bytes:
+    """The request body, refused (TooLarge) past MAX_BODY_BYTES whatever Content-Length says."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > worker_protocol.MAX_BODY_BYTES):
+        raise TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > worker_protocol.MAX_BODY_BYTES:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def compat_failure(exc: BaseException) -> tuple[int, str]:
+    event = error_event(exc)
+    status = 400 if event["exit"] == int(ExitCode.USAGE) else 503 if event["exit"] == 3 else 500
+    return status, event["message"]
 
 
 def require_token(app: Any, token: str) -> Any:
@@ -371,6 +439,7 @@ def serve(
     listen: tuple[str, int] | None = None,
     token: str | None = None,
     debug: bool = False,
+    model: ModelRequest | None = None,
     ready: Any = None,
 ) -> None:
     """Run the worker until SIGINT/SIGTERM. `ready()` is called once the sockets accept connections."""
@@ -384,7 +453,7 @@ def serve(
 
     if listen is not None and not token:
         raise UsageError("--listen needs a token", hint=f"set {worker_protocol.ENV_TOKEN}")
-    worker = Worker(ModelCache(max_bytes, keep_alive), debug=debug)
+    worker = Worker(ModelCache(max_bytes, keep_alive), debug=debug, model=model)
     unix = bind_unix(socket_path)
     tcp = bind_tcp(*listen) if listen is not None else None
 
@@ -399,9 +468,19 @@ def serve(
             timeout_graceful_shutdown=5,
         )
 
-    servers = [(uvicorn.Server(config(build_app(worker))), unix)]
+    class Server(uvicorn.Server):
+        # One handler for both listeners (below) instead of each server's own, which would also re-raise
+        # SIGTERM at exit and kill the process before the socket is removed.
+        def capture_signals(self) -> Any:
+            return contextlib.nullcontext()
+
+    servers = [(Server(config(build_app(worker))), unix)]
     if tcp is not None:
-        servers.append((uvicorn.Server(config(build_app(worker, token=token))), tcp))
+        servers.append((Server(config(build_app(worker, token=token))), tcp))
+
+    def stop() -> None:
+        for server, _ in servers:
+            server.should_exit = True
 
     async def expire() -> None:
         period = min(max(keep_alive / 4, 0.2), 30.0) if keep_alive >= 0 else 30.0
@@ -414,6 +493,9 @@ def serve(
                     worker.lock.release()
 
     async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop)
         tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
         reaper = asyncio.create_task(expire())
         while not all(server.started for server, _ in servers):
@@ -423,8 +505,7 @@ def serve(
         if ready is not None:
             ready()
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for server, _ in servers:
-            server.should_exit = True
+        stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         reaper.cancel()
 

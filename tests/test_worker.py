@@ -3,6 +3,7 @@ real client processes, and what they print compared with a cold run in this proc
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -54,12 +55,23 @@ def connectable(path: Path) -> bool:
         probe.close()
 
 
-def start_worker(folder: Path, *extra: str) -> tuple[subprocess.Popen[str], Path]:
+TOKEN = "test-token-" + "7f3a9c0e5b1d"  # the worker must never print it
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_worker(
+    folder: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], Path]:
     folder.mkdir(mode=0o700, exist_ok=True)
     path = folder / "w.sock"
     process = subprocess.Popen(
         [sys.executable, "-m", "sdcli", "serve", "--socket", str(path), "--keep-alive", "-1", *extra],
-        env=env_for("off"),
+        env={**env_for("off"), **(env or {})},
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -83,15 +95,24 @@ def stop(process: subprocess.Popen[str]) -> None:
             process.wait()
 
 
+PORT = free_port()
+
+
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path):
-    process, path = start_worker(tmp_path_factory.mktemp("worker") / "run")
+    process, path = start_worker(
+        tmp_path_factory.mktemp("worker") / "run",
+        *("-m", str(tiny_sd), "--listen", f"127.0.0.1:{PORT}"),
+        env={"SDCLI_WORKER_TOKEN": TOKEN},
+    )
     # Warm it up once, so the tests below time only warm calls.
     folder = tmp_path_factory.mktemp("warmup")
     done = client(path, folder, "generate", "warm", "-m", tiny_sd, "--steps", "1", "--seed", "1")
     assert done.returncode == 0, done.stderr
     yield path
     stop(process)
+    stdout, stderr = process.communicate()
+    assert TOKEN not in stdout + stderr
 
 
 def client(
@@ -269,6 +290,7 @@ def run_body(tmp_path: Path, tiny_sd: Path, **changes: object) -> bytes:
         "explicit": True,
         "with_metadata": True,
         "keep_filtered": False,
+        "offline": False,
         "jobs": [{"request": {"prompt": "x", "steps": 1, "seed": 1}, "paths": ["x.png"], "line": 0}],
     }
     body.update(changes)
@@ -390,3 +412,105 @@ def test_listen_needs_a_token(cli, monkeypatch) -> None:
     monkeypatch.delenv("SDCLI_WORKER_TOKEN", raising=False)
     result = cli("serve", "--listen", "127.0.0.1:7860")
     assert result.exit_code == 2 and "error: --listen needs a token" in result.stderr
+
+
+def tcp(method: str, path: str, body: bytes | None = None, token: str | None = TOKEN) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=120)
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_tcp_needs_the_token(worker: Path) -> None:
+    assert tcp("GET", worker_protocol.HEALTH_PATH, token=None)[0] == 401
+    status, body = tcp("GET", worker_protocol.HEALTH_PATH, token=TOKEN + "x")
+    assert status == 401 and TOKEN.encode() not in body
+    assert tcp("GET", worker_protocol.HEALTH_PATH)[0] == 200
+
+
+def decode_png(text: str):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(text))) as im:
+        return np.asarray(im.convert("RGB")), json.loads(im.text["sdcli"])
+
+
+def test_a1111_txt2img_gives_the_cli_s_pixels(worker: Path, cli, tiny_sd: Path, tmp_path: Path) -> None:
+    payload = {
+        "prompt": "a cat",
+        "steps": 2,
+        "width": 64,
+        "height": 64,
+        "seed": 5,
+        "cfg_scale": 6,
+        "n_iter": 2,
+    }
+    status, body = tcp("POST", "/sdapi/v1/txt2img", json.dumps(payload).encode())
+    assert status == 200, body
+    answer = json.loads(body)
+    info = json.loads(answer["info"])
+    assert info["all_seeds"] == [5, 6] and len(answer["images"]) == 2
+    assert info["infotexts"][0].startswith("a cat\nSteps: 2, ")
+    cold = cli("generate", "a cat", "-m", tiny_sd, "--steps", "2", "--seed", "5", "--cfg", "6", "-c", "2")
+    assert cold.exit_code == 0, cold.stderr
+    for text, path in zip(answer["images"], cold.stdout.split(), strict=True):
+        served, record = decode_png(text)
+        assert (served == pixels(tmp_path / path)).all()
+        assert record["seed"] == params_and_record(tmp_path / path)[1]["seed"]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_openai_generations_and_their_limits(worker: Path) -> None:
+    status, body = tcp("POST", "/v1/images/generations", b'{"prompt": "a dog", "size": "64x64", "n": 2}')
+    assert status == 200, body
+    data = json.loads(body)["data"]
+    assert len(data) == 2 and decode_png(data[0]["b64_json"])[0].shape == (64, 64, 3)
+    for bad, says in (
+        ({"prompt": "a dog", "size": "64x64", "response_format": "url"}, "b64_json"),
+        ({"prompt": "a dog", "size": "9000x64"}, "over this worker's limit"),
+        ({"prompt": "a dog", "size": "big"}, "is not WIDTHxHEIGHT"),
+        ({"prompt": ""}, "prompt is empty"),
+    ):
+        status, body = tcp("POST", "/v1/images/generations", json.dumps(bad).encode())
+        assert status == 400 and says in json.loads(body)["error"]["message"], body
+    status, body = tcp("POST", "/sdapi/v1/txt2img", b'{"prompt": "x", "steps": 1000}')
+    assert status == 400 and "limit" in json.loads(body)["detail"]
+
+
+def test_detach_starts_a_background_worker_and_prints_its_socket(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    path = folder / "w.sock"
+    started = subprocess.run(
+        [sys.executable, "-m", "sdcli", "serve", "--detach", "--socket", str(path)],
+        env=env_for("off"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 0, started.stderr
+    assert started.stdout == f"{path}\n"
+    connection = UnixConnection(str(path), timeout=30)
+    connection.request("GET", worker_protocol.HEALTH_PATH)
+    health = json.loads(connection.getresponse().read())
+    connection.close()
+    try:
+        assert stat.S_IMODE(path.lstat().st_mode) == 0o600
+        assert stat.S_IMODE((folder / "w.log").lstat().st_mode) == 0o600
+    finally:
+        os.kill(health["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not path.exists()  # a worker that stops removes its socket

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from sdcli import options as opt
 from sdcli.console import Output
 from sdcli.errors import UsageError
 
@@ -94,6 +95,14 @@ def serve(
         bool, typer.Option("--detach", help="Start in the background; print the socket.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing once listening.")] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", envvar="SDCLI_MODEL", help="The model the A1111 and OpenAI HTTP APIs run."
+        ),
+    ] = None,
+    device: opt.Device = "auto",
+    dtype: opt.Dtype = "auto",
 ) -> None:
     """Keep models loaded and serve generate requests on a private Unix socket."""
     from sdcli import worker_protocol
@@ -102,6 +111,9 @@ def serve(
     seconds = parse_duration(keep_alive)
     max_bytes = parse_size(max_memory) if max_memory else None
     address = parse_listen(listen) if listen else None
+    from sdcli.requests import DEFAULT_MODEL, ModelRequest
+
+    api_model = ModelRequest(model=model or DEFAULT_MODEL, device=device, dtype=dtype).validated()
     token = os.environ.get(worker_protocol.ENV_TOKEN) or None
     if address is not None and not token:
         raise UsageError(
@@ -116,6 +128,7 @@ def serve(
         argv += ["--socket", str(socket_path), "--keep-alive", keep_alive]
         argv += ["--max-memory", max_memory] if max_memory else []
         argv += ["--listen", listen] if listen else []
+        argv += ["--model", api_model.model, "--device", device, "--dtype", dtype]
         log = socket_path.with_suffix(".log")
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "ab") as handle:
@@ -137,6 +150,7 @@ def serve(
         keep_alive=seconds,
         max_bytes=max_bytes,
         listen=address,
+        model=api_model,
         token=token,
         debug=debug,
         ready=ready,
