@@ -35,6 +35,7 @@ class Job:
     line: int = 0  # line number in a prompts file (0: the command-line prompt)
     source: str | None = None  # the input image this job repaints, as the user named it
     read_inputs: Callable[[], JobInputs] | None = None
+    remote: dict[str, Any] | None = None  # how a worker reads the same inputs (JSON; worker_inputs)
 
 
 @dataclass(frozen=True)

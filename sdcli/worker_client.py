@@ -70,11 +70,11 @@ def socket_path() -> Path | None:
 
 
 def find(plan: RunPlan, processes: Processes) -> Worker | None:
-    """A worker to run `plan`, or None to run here. Only a single-process text-to-image run goes to a
-    worker; anything the worker cannot take (or a socket nobody answers on) runs here, as before."""
-    if processes.count > 1 or plan.task is not None or not plan.jobs:
+    """A worker to run `plan`, or None to run here. Multi-process runs, and jobs whose inputs a worker
+    could not read itself, run here, as does everything when no worker answers."""
+    if processes.count > 1 or not plan.jobs:
         return None
-    if any(job.read_inputs is not None for job in plan.jobs):
+    if any(job.read_inputs is not None and job.remote is None for job in plan.jobs):
         return None
     path = socket_path()
     if path is None:
@@ -103,6 +103,7 @@ def run_request(plan: RunPlan) -> tuple[dict[str, Any], list[list[Path]]]:
         "protocol": worker_protocol.PROTOCOL,
         "version": __version__,
         "model": worker_protocol.model_to_json(plan.model),
+        "task": plan.task,
         "root": str(root),
         "overwrite": plan.outputs.overwrite,
         "explicit": plan.outputs.explicit,
@@ -115,6 +116,7 @@ def run_request(plan: RunPlan) -> tuple[dict[str, Any], list[list[Path]]]:
                 "request": worker_protocol.generation_to_json(job.request),
                 "paths": [worker_protocol.relative_name(p, root) for p in paths],
                 "line": job.line,
+                **({"inputs": job.remote} if job.remote is not None else {}),
             }
             for job, paths in zip(plan.jobs, planned, strict=True)
         ],

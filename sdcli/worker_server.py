@@ -104,6 +104,7 @@ class ModelCache:
 @dataclass(frozen=True)
 class RunRequest:
     model: ModelRequest
+    task: str | None
     jobs: list[Job]
     root: Path
     overwrite: bool
@@ -116,8 +117,10 @@ class RunRequest:
 RUN_FLAGS = ("overwrite", "explicit", "with_metadata", "keep_filtered", "offline")
 
 
-def parse_run(body: bytes) -> RunRequest:
-    """A run request, checked before anything runs: every field's type, every limit, every path."""
+def parse_run(body: bytes, *, allow_inputs: bool = True) -> RunRequest:
+    """A run request, checked before anything runs: every field's type, every limit, every path.
+    `allow_inputs`: the client may name input images for the worker to read (Unix-socket clients only)."""
+    from sdcli import worker_inputs
     from sdcli.jobs import Job
 
     try:
@@ -125,7 +128,7 @@ def parse_run(body: bytes) -> RunRequest:
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the request is not JSON: {first_line(exc)}") from None
     data = worker_protocol._object(data, "the request")
-    known = {"protocol", "version", "model", "root", "jobs", *RUN_FLAGS}
+    known = {"protocol", "version", "model", "task", "root", "jobs", *RUN_FLAGS}
     worker_protocol._no_unknown(data, known, "the request")
     if data.get("protocol") != worker_protocol.PROTOCOL:
         raise BadRequest(f"protocol {data.get('protocol')!r} is not {worker_protocol.PROTOCOL}")
@@ -139,6 +142,9 @@ def parse_run(body: bytes) -> RunRequest:
             raise BadRequest(f"{name} must be true or false")
         flags[name] = data[name]
     model = worker_protocol.model_from_json(data.get("model"))
+    task = data.get("task")
+    if task is not None and task not in worker_inputs.TASKS:
+        raise BadRequest(f"task {task!r} is not one of {', '.join(worker_inputs.TASKS)}")
     root = worker_protocol.check_root(data.get("root"))
     items = data.get("jobs")
     if not isinstance(items, list) or not 0 < len(items) <= worker_protocol.MAX_JOBS:
@@ -146,7 +152,7 @@ def parse_run(body: bytes) -> RunRequest:
     jobs, images = [], 0
     for item in items:
         item = worker_protocol._object(item, "a job")
-        worker_protocol._no_unknown(item, {"request", "paths", "line"}, "a job")
+        worker_protocol._no_unknown(item, {"request", "paths", "line", "inputs"}, "a job")
         request = worker_protocol.generation_from_json(item.get("request"))
         images += request.count
         if images > worker_protocol.MAX_IMAGES:
@@ -157,8 +163,16 @@ def parse_run(body: bytes) -> RunRequest:
         line = item.get("line", 0)
         if not isinstance(line, int) or isinstance(line, bool):
             raise BadRequest("a job's line must be a number")
-        jobs.append(Job(request, [worker_protocol.safe_target(root, p) for p in paths], line))
-    return RunRequest(model, jobs, root, **flags)
+        read_inputs = None
+        if "inputs" in item:
+            if not allow_inputs:
+                raise BadRequest("input images can only be named over the worker's Unix socket")
+            read_inputs = worker_inputs.reader(task, item["inputs"])
+        elif task is not None:
+            raise BadRequest(f"a {task} job needs its inputs")
+        targets = [worker_protocol.safe_target(root, p) for p in paths]
+        jobs.append(Job(request, targets, line, read_inputs=read_inputs))
+    return RunRequest(model, task, jobs, root, **flags)
 
 
 def error_event(exc: BaseException) -> dict[str, Any]:
@@ -210,6 +224,10 @@ class Worker:
                     return
                 emit({"event": "loading"})
                 model = self.load(request)
+                if request.task is not None:
+                    from sdcli import pipelines
+
+                    model = pipelines.for_task(model, request.task)
                 emit({"event": "loaded", "notes": list(model.notes)})
 
                 def on_step(done: int, of: int) -> None:
@@ -262,7 +280,7 @@ def build_app(worker: Worker, *, token: str | None = None) -> Any:
 
     async def run(request: Request) -> Response:
         try:
-            run_request = parse_run(await read_body(request))
+            run_request = parse_run(await read_body(request), allow_inputs=token is None)
         except TooLarge:
             return refuse(413, f"the request is over {worker_protocol.MAX_BODY_BYTES} bytes")
         except UsageError as exc:

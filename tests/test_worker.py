@@ -514,3 +514,52 @@ def test_detach_starts_a_background_worker_and_prints_its_socket(tmp_path: Path)
     while path.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not path.exists()  # a worker that stops removes its socket
+
+
+def test_warm_img2img_and_inpaint_match_cold_runs(worker: Path, cli, tiny_sd: Path, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    warm_dir = tmp_path / "warm"
+    warm_dir.mkdir()
+    photo = np.random.default_rng(0).integers(0, 255, (70, 66, 3), dtype=np.uint8)
+    mask = np.zeros((70, 66), dtype=np.uint8)
+    mask[10:40, 20:50] = 255
+    for folder in (tmp_path, warm_dir):
+        Image.fromarray(photo).save(folder / "photo.png")
+        Image.fromarray(mask).save(folder / "mask.png")
+    common = (
+        "-m",
+        tiny_sd,
+        "--steps",
+        "4",
+        "--seed",
+        "3",
+        "-c",
+        "2",
+        "--json",
+        "-o",
+        "{input}-{seed}-{index}.png",
+    )
+    for args in (("img2img", "a cat", "photo.png"), ("inpaint", "photo.png", "mask.png", "a cat")):
+        warm = client(worker, warm_dir, *args, *common, "--overwrite")
+        warm_err, heavy = split_heavy(warm.stderr)
+        assert warm.returncode == 0 and heavy == "none", warm.stderr
+        cold = cli(*args, *common, "--overwrite")
+        assert cold.exit_code == 0, cold.stderr
+        assert TIMES.sub(r"\1X", warm.stdout) == TIMES.sub(r"\1X", cold.stdout)
+        assert TIMES.sub(r"\1X", warm_err) == TIMES.sub(r"\1X", cold.stderr)
+        for line in cold.stdout.splitlines()[:-1]:
+            name = json.loads(line)["path"]
+            assert (pixels(warm_dir / name) == pixels(tmp_path / name)).all(), (args[0], name)
+
+
+def test_tcp_clients_cannot_name_input_images(worker: Path, tiny_sd: Path, tmp_path: Path) -> None:
+    job = {
+        "request": {"prompt": "x", "seed": 1, "strength": 0.5},
+        "paths": ["x.png"],
+        "inputs": {"image": "/etc/x"},
+    }
+    body = run_body(tmp_path, tiny_sd, task="img2img", jobs=[job])
+    status, answer = tcp("POST", worker_protocol.RUN_PATH, body)
+    assert status == 400 and "Unix socket" in json.loads(answer)["error"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sdcli.console import Output, Progress
 from sdcli.errors import CheckFailed, ExitCode, SdcliError, UsageError
@@ -27,6 +27,7 @@ class JobSpec:
     input_name: str = ""  # the input image's file stem, for `{input}`
     source: str | None = None  # the input image, as the user named it
     read_inputs: Callable[[], JobInputs] | None = None
+    remote: dict[str, Any] | None = None  # how a worker reads the same inputs (JSON; worker_inputs)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def plan_run(
             spec.line,
             spec.source,
             spec.read_inputs,
+            spec.remote,
         )
         for spec in specs
     ]

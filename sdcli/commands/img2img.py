@@ -32,13 +32,9 @@ def check_prompt(prompt: str, usage: str) -> None:
 
 def read_input(path: Path, width: int | None, height: int | None, resize: str) -> JobInputs:
     """One input, read again when its turn comes (it may have changed since it was checked)."""
-    from sdcli import inputs
-    from sdcli.jobs import JobInputs
+    from sdcli import worker_inputs
 
-    item = inputs.read_image(path)
-    image = inputs.conform(item.image, width, height, resize)
-    record = {"init_image": item.record, "resize": resize if width or height else None}
-    return JobInputs({"image": image}, record, image.width, image.height)
+    return worker_inputs.read_img2img(path, width, height, resize)
 
 
 @opt.image_options
@@ -65,7 +61,7 @@ def img2img(
     model_request = args.model_request()
     request = args.generation_request()
     check_prompt(args.prompt or "", "sdcli img2img PROMPT IMAGE...")
-    from sdcli import distributed, inputs
+    from sdcli import distributed, inputs, worker_inputs
 
     inputs.check_resize(resize)
     ready, problems = inputs.collect(images, args.width, args.height)
@@ -80,6 +76,7 @@ def img2img(
             input_name=path.stem,
             source=str(path),
             read_inputs=partial(read_input, path, args.width, args.height, resize),
+            remote=worker_inputs.img2img_spec(path, args.width, args.height, resize),
         )
         for path in distributed.share(ready, processes)
     ]
