@@ -114,6 +114,7 @@ class RunRequest:
     offline: bool  # the client's --offline (or HF_HUB_OFFLINE=1): a model load must not touch the network
 
 
+MAX_CONNECTIONS = 64
 RUN_FLAGS = ("overwrite", "explicit", "with_metadata", "keep_filtered", "offline")
 
 
@@ -483,6 +484,7 @@ def serve(
             access_log=False,
             log_level="info" if debug else "warning",
             h11_max_incomplete_event_size=64 * 1024,
+            limit_concurrency=MAX_CONNECTIONS,  # more at once are answered 503, not given a thread each
             timeout_graceful_shutdown=5,
         )
 

@@ -487,19 +487,23 @@ def test_openai_generations_and_their_limits(worker: Path) -> None:
     assert status == 400 and "limit" in json.loads(body)["detail"]
 
 
-def test_detach_starts_a_background_worker_and_prints_its_socket(tmp_path: Path) -> None:
-    folder = tmp_path / "run"
-    folder.mkdir(mode=0o700)
-    path = folder / "w.sock"
+def test_detach_starts_a_background_worker_that_generate_finds_by_itself(
+    tmp_path: Path, tiny_sd: Path
+) -> None:
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env = {k: v for k, v in env_for("off").items() if k != "SDCLI_WORKER"}
+    env["XDG_RUNTIME_DIR"] = str(runtime)
     started = subprocess.run(
-        [sys.executable, "-m", "sdcli", "serve", "--detach", "--socket", str(path)],
-        env=env_for("off"),
+        [sys.executable, "-m", "sdcli", "serve", "--detach"],
+        env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert started.returncode == 0, started.stderr
+    path = runtime / "sdcli" / "worker.sock"
     assert started.stdout == f"{path}\n"
     connection = UnixConnection(str(path), timeout=30)
     connection.request("GET", worker_protocol.HEALTH_PATH)
@@ -507,7 +511,19 @@ def test_detach_starts_a_background_worker_and_prints_its_socket(tmp_path: Path)
     connection.close()
     try:
         assert stat.S_IMODE(path.lstat().st_mode) == 0o600
-        assert stat.S_IMODE((folder / "w.log").lstat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.lstat().st_mode) == 0o700
+        assert stat.S_IMODE((path.parent / "worker.log").lstat().st_mode) == 0o600
+        # No SDCLI_WORKER: generate finds the worker in the runtime folder (and so never imports torch).
+        found = subprocess.run(
+            [sys.executable, "-c", CLIENT, "generate", "a cat", "-m", str(tiny_sd), "--steps", "1"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert found.returncode == 0, found.stderr
+        assert split_heavy(found.stderr)[1] == "none"
     finally:
         os.kill(health["pid"], signal.SIGTERM)
     deadline = time.monotonic() + 30
