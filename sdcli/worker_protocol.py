@@ -66,18 +66,18 @@ def model_to_json(model: ModelRequest) -> dict[str, Any]:
 
 
 def model_from_json(data: Any) -> ModelRequest:
-    data = _object(data, "model")
+    data = as_object(data, "model")
     known = {f.name for f in fields(ModelRequest)}
-    _no_unknown(data, known, "model")
+    no_unknown(data, known, "model")
     values = dict(data)
     try:
         if "memory" in values:
-            memory = _object(values["memory"], "model.memory")
-            _no_unknown(memory, {f.name for f in fields(MemoryOptions)}, "model.memory")
+            memory = as_object(values["memory"], "model.memory")
+            no_unknown(memory, {f.name for f in fields(MemoryOptions)}, "model.memory")
             values["memory"] = MemoryOptions(**memory)
-        values["loras"] = tuple(LoraSpec(**_object(x, "lora")) for x in values.get("loras") or ())
+        values["loras"] = tuple(LoraSpec(**as_object(x, "lora")) for x in values.get("loras") or ())
         values["embeddings"] = tuple(
-            EmbeddingSpec(**_object(x, "embedding")) for x in values.get("embeddings") or ()
+            EmbeddingSpec(**as_object(x, "embedding")) for x in values.get("embeddings") or ()
         )
         state = values.get("scheduler_state")
         if state is not None:
@@ -96,8 +96,8 @@ def generation_to_json(request: GenerationRequest) -> dict[str, Any]:
 
 
 def generation_from_json(data: Any) -> GenerationRequest:
-    data = _object(data, "request")
-    _no_unknown(data, {f.name for f in fields(GenerationRequest)}, "request")
+    data = as_object(data, "request")
+    no_unknown(data, {f.name for f in fields(GenerationRequest)}, "request")
     if data.get("seed") is None:
         raise BadRequest("request.seed is required (the client draws it)")
     try:
@@ -108,13 +108,13 @@ def generation_from_json(data: Any) -> GenerationRequest:
     return request.validated()
 
 
-def _object(value: Any, what: str) -> dict[str, Any]:
+def as_object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest(f"{what} must be a JSON object")
     return value
 
 
-def _no_unknown(data: dict[str, Any], known: set[str], what: str) -> None:
+def no_unknown(data: dict[str, Any], known: set[str], what: str) -> None:
     unknown = sorted(set(data) - known)
     if unknown:
         raise BadRequest(f"{what}: unknown field(s) {', '.join(unknown)}")

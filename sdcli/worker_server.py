@@ -128,9 +128,9 @@ def parse_run(body: bytes, *, allow_inputs: bool = True) -> RunRequest:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the request is not JSON: {first_line(exc)}") from None
-    data = worker_protocol._object(data, "the request")
+    data = worker_protocol.as_object(data, "the request")
     known = {"protocol", "version", "model", "task", "root", "jobs", *RUN_FLAGS}
-    worker_protocol._no_unknown(data, known, "the request")
+    worker_protocol.no_unknown(data, known, "the request")
     if data.get("protocol") != worker_protocol.PROTOCOL:
         raise BadRequest(f"protocol {data.get('protocol')!r} is not {worker_protocol.PROTOCOL}")
     if data.get("version") != __version__:
@@ -152,8 +152,8 @@ def parse_run(body: bytes, *, allow_inputs: bool = True) -> RunRequest:
         raise BadRequest(f"jobs must be a list of 1 to {worker_protocol.MAX_JOBS} jobs")
     jobs, images = [], 0
     for item in items:
-        item = worker_protocol._object(item, "a job")
-        worker_protocol._no_unknown(item, {"request", "paths", "line", "inputs"}, "a job")
+        item = worker_protocol.as_object(item, "a job")
+        worker_protocol.no_unknown(item, {"request", "paths", "line", "inputs"}, "a job")
         request = worker_protocol.generation_from_json(item.get("request"))
         images += request.count
         if images > worker_protocol.MAX_IMAGES:
