@@ -115,6 +115,8 @@ class RunRequest:
 
 
 MAX_CONNECTIONS = 64
+# What odd JSON can still raise past the checks (nesting too deep, numbers too large): a 400, never a 500.
+MALFORMED = (RecursionError, ValueError, TypeError, OverflowError)
 RUN_FLAGS = ("overwrite", "explicit", "with_metadata", "keep_filtered", "offline")
 
 
@@ -286,6 +288,8 @@ def build_app(worker: Worker, *, token: str | None = None) -> Any:
             return refuse(413, f"the request is over {worker_protocol.MAX_BODY_BYTES} bytes")
         except UsageError as exc:
             return refuse(400, exc.message)
+        except MALFORMED as exc:
+            return refuse(400, f"malformed request: {type(exc).__name__}")
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[bytes | None] = asyncio.Queue()
         cancelled = threading.Event()
@@ -327,6 +331,8 @@ def build_app(worker: Worker, *, token: str | None = None) -> Any:
             return JSONResponse(error(f"the request is over {worker_protocol.MAX_BODY_BYTES} bytes"), 413)
         except UsageError as exc:
             return JSONResponse(error(exc.message), 400)
+        except MALFORMED as exc:
+            return JSONResponse(error(f"malformed request: {type(exc).__name__}"), 400)
         try:
             made = await asyncio.to_thread(worker_compat.make, worker, worker.model, generation, sampler)
         except Exception as exc:

@@ -338,6 +338,10 @@ def test_not_json_and_too_large_bodies_are_refused(worker: Path) -> None:
     assert status == 400 and "not JSON" in json.loads(body)["error"]
     status, body = post(worker, b" " * (worker_protocol.MAX_BODY_BYTES + 1))
     assert status == 413
+    status, body = post(worker, b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400
+    status, body = tcp("POST", "/sdapi/v1/txt2img", b'{"prompt": "x", "steps": 1e400}')
+    assert status == 400
 
 
 def test_a_refused_request_exits_2_with_one_line(
