@@ -19,6 +19,7 @@ os.environ.update(
     HF_HUB_DOWNLOAD_TIMEOUT="5",
     NO_COLOR="1",
     SDCLI_CACHE_DIR=tempfile.mkdtemp(prefix="sdcli-test-cache-"),  # file hashes, never the user's cache
+    SDCLI_WORKER="off",  # a worker the developer left running must not take the suite's runs
     # Tiny models gain nothing from a second thread, and threads fighting over 2 busy cores cost 10x.
     OMP_NUM_THREADS="1",
     # The suite is CPU-only on every torch build: pixel comparisons assume CPU kernels, and tests of a

@@ -56,3 +56,9 @@ def test_flux_benchmark_runs_on_the_same_work(tiny_flux: Path) -> None:
     out = run_script("bench_flux.py", "--quick", "--model", str(tiny_flux))
     assert "| time to first image (wall)" in out and "| per image, steady state" in out
     assert "Pixels, sdcli vs plain (AutoPipeline): identical" in out
+
+
+def test_worker_benchmark_runs_warm_and_cold_loops(tiny_sd: Path) -> None:
+    out = run_script("bench_worker.py", "--quick", "--model", str(tiny_sd))
+    assert "| 2 generate calls in a shell loop (wall)" in out
+    assert "| heavy modules the warm client imported" in out and "| none " in out

@@ -43,7 +43,13 @@ class Shell:
         python_path = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         # The interpreter's own folder too: `accelerate` lives beside it.
         path = os.pathsep.join([str(self.bin), str(Path(sys.executable).parent), env["PATH"]])
-        self.env = {**env, "PATH": path, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1"}
+        self.env = {
+            **env,
+            "PATH": path,
+            "PYTHONPATH": python_path,
+            "HF_HUB_OFFLINE": "1",
+            "SDCLI_WORKER": "off",
+        }
 
     def install(self, body: str) -> None:
         wrapper = self.bin / "sdcli"

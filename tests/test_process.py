@@ -43,6 +43,8 @@ def run_probe(*args: str) -> tuple[int, str, str]:
         ("info", "--check", "--device", "tpu"),
         ("img2img", "--help"),
         ("inpaint", "--help"),
+        ("serve", "--help"),
+        ("serve", "--keep-alive", "soon"),
         ("img2img", "a cat", "photo.png", "--strength", "1.5"),
         ("img2img", "a cat", "no/such/photo.png"),
         ("inpaint", "photo.png", "mask.png", "a cat", "--mask-blur", "-1"),

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sdcli.commands.console import Output
+from sdcli.commands.console import Output, Progress
 from sdcli.core.image_args import ImageArgs
 from sdcli.core.requests import GenerationRequest, ModelRequest
 from sdcli.errors import CheckFailed, ExitCode, SdcliError, UsageError
@@ -15,8 +15,7 @@ from sdcli.errors import CheckFailed, ExitCode, SdcliError, UsageError
 if TYPE_CHECKING:
     from sdcli.core.xy_plot import Axis
     from sdcli.generation.distributed import Processes
-    from sdcli.generation.jobs import Job, JobInputs, Written
-    from sdcli.images.outputs import OutputPlan
+    from sdcli.generation.jobs import JobInputs, RunPlan, Written
 
 
 def remade(out: Output, args: ImageArgs) -> ImageArgs:
@@ -38,20 +37,7 @@ class JobSpec:
     input_name: str = ""  # the input image's file stem, for `{input}`
     source: str | None = None  # the input image, as the user named it
     read_inputs: Callable[[], JobInputs] | None = None
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """Everything a run needs, checked before the model loads: the model, each job's file names, and how to
-    write them."""
-
-    model: ModelRequest
-    jobs: list[Job]
-    outputs: OutputPlan
-    with_metadata: bool = True
-    keep_filtered: bool = False
-    task: str | None = None  # load the model as this pipeline: img2img, inpaint
-    bad_inputs: int = 0  # inputs already refused before loading
+    remote: dict[str, Any] | None = None  # how a worker reads the same inputs (JSON; worker_inputs)
 
 
 def plan_run(
@@ -86,6 +72,7 @@ def plan_run(
             spec.line,
             spec.source,
             spec.read_inputs,
+            spec.remote,
         )
         for spec in specs
     ]
@@ -95,7 +82,9 @@ def plan_run(
     model = replace(model, quantize=quantization.validated(model.quantize))  # its package is installed
     if args.offline:
         set_offline()
-    return RunPlan(model, work, plan, not args.no_metadata, args.keep_filtered, task, bad_inputs)
+    return jobs.RunPlan(
+        model, work, plan, not args.no_metadata, args.keep_filtered, task, bad_inputs, not args.no_worker
+    )
 
 
 @dataclass
@@ -115,38 +104,24 @@ def execute(
     xy: list[Axis] | None = None,
 ) -> None:
     """Load the model once, write each job's images as they come, then report; Ctrl-C or SIGTERM stops
-    between images, keeps what was written, and still prints the summary."""
+    between images, keeps what was written, and still prints the summary. A running worker (`sdcli serve`)
+    loads and writes instead when there is one; what is printed is the same."""
     from sdcli.core import signals
-    from sdcli.generation import jobs
-    from sdcli.model import pipelines
+    from sdcli.worker import client
 
     signals.install()
     began = time.perf_counter()
     tally = Tally(bad_inputs=plan.bad_inputs)
     total = sum(job.request.count for job in plan.jobs)
+    worker = client.find(plan, processes) if plan.use_worker else None
+    run = worker.run if worker is not None else run_here
     try:
         with out.progress() as progress:
-            loading = progress.task(f"loading {plan.model.model}")
-            loaded = pipelines.load_model(plan.model)
-            if plan.task is not None:
-                loaded = pipelines.for_task(loaded, plan.task)
-            signals.check()  # a signal during loading may have been caught by the libraries: stop here
-            progress.done(loading)
-            for note in loaded.notes:
-                out.warn(note)
-            images_bar = progress.task("images", total=total)
-            steps_bar = progress.task("denoising", total=plan.jobs[0].request.steps if plan.jobs else None)
-            for result in jobs.run(
-                loaded,
-                plan.jobs,
-                plan.outputs,
-                with_metadata=plan.with_metadata,
-                keep_filtered=plan.keep_filtered,
-                on_step=lambda done, of: step(progress, steps_bar, done, of),
-            ):
+            hooks = RunHooks(out, progress, total, plan)
+            for result in run(plan, hooks):
                 report(out, result, tally, processes)
                 signals.check()
-                progress.update(images_bar, advance=1)
+                hooks.image_done()
     except (KeyboardInterrupt, SdcliError) as exc:
         if isinstance(exc, KeyboardInterrupt) or exc.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
             summarize(out, tally, total, began, processes, interrupted=True)
@@ -158,11 +133,57 @@ def execute(
     summarize(out, tally, total, began, processes)
 
 
-def step(progress: Any, bar: Any, done: int, of: int) -> None:
-    from sdcli.core import signals
+class RunHooks:
+    """What a run reports before and between its images: the same bars and notes whether the model runs
+    in this process or in a worker."""
 
-    signals.check()  # every denoising step: a lost signal stops the image in progress
-    progress.update(bar, completed=done, total=of)
+    def __init__(self, out: Output, progress: Progress, total: int, plan: RunPlan) -> None:
+        self.out, self.progress, self.total, self.plan = out, progress, total, plan
+        self._loading: object = None
+        self._images: object = None
+        self._steps: object = None
+
+    def loading(self) -> None:
+        self._loading = self.progress.task(f"loading {self.plan.model.model}")
+
+    def loaded(self, notes: tuple[str, ...]) -> None:
+        self.progress.done(self._loading)
+        for note in notes:
+            self.out.warn(note)
+        self._images = self.progress.task("images", total=self.total)
+        steps = self.plan.jobs[0].request.steps if self.plan.jobs else None
+        self._steps = self.progress.task("denoising", total=steps)
+
+    def step(self, done: int, of: int) -> None:
+        from sdcli.core import signals
+
+        signals.check()  # every denoising step: a lost signal stops the image in progress
+        self.progress.update(self._steps, completed=done, total=of)
+
+    def image_done(self) -> None:
+        self.progress.update(self._images, advance=1)
+
+
+def run_here(plan: RunPlan, hooks: RunHooks) -> Iterator[Written]:
+    """The run in this process: load the model, then write each image as it is decoded."""
+    from sdcli.core import signals
+    from sdcli.generation import jobs
+    from sdcli.model import pipelines
+
+    hooks.loading()
+    loaded = pipelines.load_model(plan.model)
+    if plan.task is not None:
+        loaded = pipelines.for_task(loaded, plan.task)
+    signals.check()  # a signal during loading may have been caught by the libraries: stop here
+    hooks.loaded(loaded.notes)
+    yield from jobs.run(
+        loaded,
+        plan.jobs,
+        plan.outputs,
+        with_metadata=plan.with_metadata,
+        keep_filtered=plan.keep_filtered,
+        on_step=hooks.step,
+    )
 
 
 def report(out: Output, result: Written, tally: Tally, processes: Processes) -> None:

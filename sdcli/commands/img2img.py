@@ -32,13 +32,9 @@ def check_prompt(prompt: str, usage: str) -> None:
 
 def read_input(path: Path, width: int | None, height: int | None, resize: str) -> JobInputs:
     """One input, read again when its turn comes (it may have changed since it was checked)."""
-    from sdcli.generation.jobs import JobInputs
-    from sdcli.images import inputs
+    from sdcli.worker import job_inputs
 
-    item = inputs.read_image(path)
-    image = inputs.conform(item.image, width, height, resize)
-    record = {"init_image": item.record, "resize": resize if width or height else None}
-    return JobInputs({"image": image}, record, image.width, image.height)
+    return job_inputs.read_img2img(path, width, height, resize)
 
 
 @opt.image_options
@@ -65,6 +61,7 @@ def img2img(
     check_prompt(args.prompt or "", "sdcli img2img PROMPT IMAGE...")
     from sdcli.generation import distributed
     from sdcli.images import inputs
+    from sdcli.worker import job_inputs
 
     inputs.check_resize(resize)
     ready, problems = inputs.collect(images, args.width, args.height)
@@ -79,6 +76,7 @@ def img2img(
             input_name=path.stem,
             source=str(path),
             read_inputs=partial(read_input, path, args.width, args.height, resize),
+            remote=job_inputs.img2img_spec(path, args.width, args.height, resize),
         )
         for path in distributed.share(ready, processes)
     ]

@@ -36,34 +36,23 @@ def inpaint(
     request = args.generation_request()
     if mask_blur < 0:
         raise UsageError(f"--mask-blur must be 0 or more, got {mask_blur}")
-    from sdcli.generation import distributed, jobs, prompt_files
+    from sdcli.generation import distributed, prompt_files
     from sdcli.images import inputs
+    from sdcli.worker import job_inputs
 
     inputs.check_resize(resize)
-    source = inputs.read_image(Path(image))
-    inputs.check_size(source, args.width, args.height)
-    painted = inputs.read_mask(Path(mask))
-    init, mask_image = inputs.prepare_inpaint(
-        source.image, painted.image, args.width, args.height, resize, mask_blur
-    )
-    record = {
-        "init_image": source.record,
-        "mask": painted.record,
-        "mask_blur": mask_blur,
-        "resize": resize if args.width or args.height else None,
-    }
+    source = Path(image)
     # The kept (black) area is pasted back from the input, as A1111 does, so it stays exactly the input.
-    ready = jobs.JobInputs(
-        {"image": init, "mask_image": mask_image},
-        record,
-        init.width,
-        init.height,
-        inputs.paste_back(init, mask_image),
-    )
+    ready = job_inputs.read_inpaint(source, Path(mask), args.width, args.height, resize, mask_blur)
+    remote = job_inputs.inpaint_spec(source, Path(mask), args.width, args.height, resize, mask_blur)
     processes = distributed.current()
     work = [
         common.JobSpec(
-            line.request, input_name=source.path.stem, source=str(source.path), read_inputs=lambda: ready
+            line.request,
+            input_name=source.stem,
+            source=str(source),
+            read_inputs=lambda: ready,
+            remote=remote,
         )
         for line in distributed.spread([prompt_files.PromptLine(0, request)], processes)
     ]

@@ -131,6 +131,10 @@ Json = Annotated[
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+NoWorker = Annotated[
+    bool,
+    typer.Option("--no-worker", help="Run here even when a worker (sdcli serve) is up; see SDCLI_WORKER."),
+]
 
 FromImage = Annotated[
     Path | None,
@@ -362,6 +366,7 @@ SHARED_OPTIONS: dict[str, Any] = {
     "quiet": Quiet,
     "offline": Offline,
     "debug": Debug,
+    "no_worker": NoWorker,
 }
 _ARG_DEFAULTS = {f.name: f.default for f in fields(ImageArgs) if f.name in ImageArgs.names()}
 _LISTS = ("lora", "embedding")  # repeatable: Typer gives a list or None, ImageArgs holds a tuple

@@ -64,6 +64,7 @@ class ImageArgs:
     quiet: bool = False
     offline: bool = False
     debug: bool = False
+    no_worker: bool = False  # run here even when `sdcli serve` is up
     given: frozenset[str] = field(default=frozenset(), compare=False)  # options the command line gave
     # Options left at sdcli's own default (no flag, variable, config file or --from), which a model family
     # may replace with its own: FLUX.1-dev's 28 steps, say.

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sdcli.core.requests import GenerationRequest
+from sdcli.core.requests import GenerationRequest, ModelRequest
 from sdcli.errors import UsageError
 from sdcli.generation import engine
 from sdcli.images import metadata, outputs
@@ -36,6 +36,22 @@ class Job:
     line: int = 0  # line number in a prompts file (0: the command-line prompt)
     source: str | None = None  # the input image this job repaints, as the user named it
     read_inputs: Callable[[], JobInputs] | None = None
+    remote: dict[str, Any] | None = None  # how a worker reads the same inputs (JSON; worker_inputs)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run needs, checked before the model loads: the model, each job's file names, and how to
+    write them."""
+
+    model: ModelRequest
+    jobs: list[Job]
+    outputs: outputs.OutputPlan
+    with_metadata: bool = True
+    keep_filtered: bool = False
+    task: str | None = None  # load the model as this pipeline: img2img, inpaint
+    bad_inputs: int = 0  # inputs already refused before loading
+    use_worker: bool = False  # let a running `sdcli serve` do the work (no --no-worker)
 
 
 @dataclass(frozen=True)
