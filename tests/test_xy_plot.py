@@ -87,3 +87,19 @@ def test_cells_in_the_module() -> None:
         xy_plot.parse_all(
             ["seed=" + ",".join(map(str, range(40))), "steps=" + ",".join(map(str, range(1, 40)))]
         )
+
+
+def test_cells_of_several_images_with_dynamic_prompts(cli, tiny_sd: Path) -> None:
+    """Each cell shows its first image, also when a dynamic prompt splits the cell into single images."""
+    result = cli(
+        "generate", "a {red|blue} cat", "-m", tiny_sd, "--seed", "3", "-c", "2", "--xy", "steps=1,2", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    images = [line for line in lines if line["type"] == "image"]
+    assert [(i["index"], i["parameters"]["steps"]) for i in images] == [(0, 1), (1, 1), (2, 2), (3, 2)]
+    (plot,) = [line for line in lines if line["type"] == "xy"]
+    tile = pixels(images[2]["path"])
+    with Image.open(plot["path"]) as sheet:
+        right = np.asarray(sheet.convert("RGB"))[-tile.shape[0] :, -tile.shape[1] :]
+    assert np.array_equal(right, tile)

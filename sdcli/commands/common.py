@@ -13,7 +13,7 @@ from sdcli.core.requests import GenerationRequest, ModelRequest
 from sdcli.errors import CheckFailed, ExitCode, SdcliError, UsageError
 
 if TYPE_CHECKING:
-    from sdcli.core.xy_plot import Axis
+    from sdcli.core.xy_plot import Plot
     from sdcli.generation.distributed import Processes
     from sdcli.generation.jobs import JobInputs, RunPlan, Written
 
@@ -101,7 +101,7 @@ def execute(
     processes: Processes,
     grid: bool = False,
     grid_rows: int | None = None,
-    xy: list[Axis] | None = None,
+    xy: Plot | None = None,
 ) -> None:
     """Load the model once, write each job's images as they come, then report; Ctrl-C or SIGTERM stops
     between images, keeps what was written, and still prints the summary. A running worker (`sdcli serve`)
@@ -129,7 +129,7 @@ def execute(
     if grid and tally.written and processes.is_main:
         write_grid(out, tally.written, grid_rows, with_metadata=plan.with_metadata)
     if xy and tally.written and processes.is_main:
-        write_xy(out, tally.written, xy, plan.jobs[0].request.count, with_metadata=plan.with_metadata)
+        write_xy(out, tally.written, xy, with_metadata=plan.with_metadata)
     summarize(out, tally, total, began, processes)
 
 
@@ -221,15 +221,14 @@ def write_grid(out: Output, written: list[Written], rows: int | None, *, with_me
         out.info(f"grid: {path}")
 
 
-def write_xy(
-    out: Output, written: list[Written], axes: list[Axis], per_cell: int, *, with_metadata: bool
-) -> None:
+def write_xy(out: Output, written: list[Written], plot: Plot, *, with_metadata: bool) -> None:
     """The X/Y plot: each cell's first image, one labelled sheet per Z value."""
     from PIL import Image
 
     from sdcli.core import xy_plot
     from sdcli.images import metadata, outputs
 
+    axes, per_cell = plot.axes, plot.per_cell
     columns, rows, sheets = xy_plot.layout(axes)
     first_of_cell = {
         r.index // per_cell: r.path for r in written if r.path is not None and r.index % per_cell == 0

@@ -57,7 +57,8 @@ def generate(
     work = [common.JobSpec(line.request, line=line.line) for line in distributed.spread(lines, processes)]
     plan = common.plan_run(args, model_request, work, count=sum(line.request.count for line in lines))
     # 2. Load the model once; 3. write each image as soon as it is decoded.
-    common.execute(out, plan, processes=processes, grid=grid, grid_rows=grid_rows, xy=axes)
+    sheet = xy_plot.Plot(axes, per_cell=args.count) if axes else None
+    common.execute(out, plan, processes=processes, grid=grid, grid_rows=grid_rows, xy=sheet)
 
 
 def xy_lines(args: ImageArgs, axes: list[Axis]) -> list[PromptLine]:

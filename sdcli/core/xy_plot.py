@@ -47,6 +47,12 @@ class Axis:
         return {"axis": self.name, "values": list(self.values)}
 
 
+@dataclass(frozen=True)
+class Plot:
+    axes: list[Axis]
+    per_cell: int  # images per cell (--count): cell k holds images k*per_cell ... (k+1)*per_cell - 1
+
+
 def parse(text: str) -> Axis:
     """`steps=10,20,30`; values are CSV, so `prompt="a cat, at night",a dog` keeps its comma."""
     name, sep, raw = text.partition("=")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sdcli.errors import ModelUnavailable, UsageError
+from sdcli.errors import ModelUnavailable, UsageError, first_line
 from sdcli.model import checkpoints
 
 REFERENCES = {
@@ -58,7 +58,7 @@ def tensor_names(path: Path) -> list[str]:
     try:
         return [str(tensor.name) for tensor in GGUFReader(str(path)).tensors]
     except (OSError, ValueError) as exc:
-        raise UsageError(f"{path.name} is not a readable GGUF file ({checkpoints.first_line(exc)})") from exc
+        raise UsageError(f"{path.name} is not a readable GGUF file ({first_line(exc)})") from exc
 
 
 def _family(names: list[str]) -> str | None:
@@ -154,7 +154,6 @@ def load(cls: Any, source: Any, dtype: Any, **kwargs: Any) -> Any:
         if "out of memory" in str(exc).lower():
             raise
         raise ModelUnavailable(
-            f"cannot load {source.checkpoint.name} as the transformer of {source.config}: "
-            f"{checkpoints.first_line(exc)}",
+            f"cannot load {source.checkpoint.name} as the transformer of {source.config}: {first_line(exc)}",
             hint="the configuration must come from a model of the same family and size (--config)",
         ) from exc
