@@ -28,7 +28,7 @@ from sdcli.commands.info import info
 from sdcli.commands.inpaint import inpaint
 from sdcli.commands.serve import serve
 from sdcli.core import signals
-from sdcli.errors import ExitCode, SdcliError, first_line, is_allocation_failure
+from sdcli.errors import ExitCode, SdcliError, first_line, out_of_memory
 
 
 class SdcliGroup(TyperGroup):
@@ -82,12 +82,8 @@ class SdcliGroup(TyperGroup):
 
 def classify(exc: Exception) -> tuple[ExitCode, str, str | None]:
     # Checked by name so this module never imports torch.
-    if is_allocation_failure(exc) or "out of memory" in str(exc).lower()[:200]:
-        return (
-            ExitCode.OUT_OF_MEMORY,
-            "out of memory",
-            "try --low-vram, a smaller --batch-size, or a smaller --width/--height",
-        )
+    if (memory := out_of_memory(exc)) is not None:
+        return memory.exit_code, memory.message, memory.hint
     return (
         ExitCode.FAILURE,
         f"unexpected failure: {type(exc).__name__}: {first_line(exc)}",

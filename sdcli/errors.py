@@ -79,3 +79,16 @@ def is_allocation_failure(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()[:300]
     return isinstance(exc, RuntimeError) and any(words in text for words in _OUT_OF_MEMORY_WORDS)
+
+
+def out_of_memory(exc: BaseException, where: str = "") -> OutOfMemory | None:
+    """`exc` as sdcli's out-of-memory error, with the hint that fits where memory ran out (the machine's:
+    smaller work; a GPU's: also offloading); None when it is no allocation failure."""
+    text = str(exc).lower()[:300]
+    if not (is_allocation_failure(exc) or "out of memory" in text):
+        return None
+    if isinstance(exc, MemoryError) or "cpu" in text:
+        hint = "the machine ran out of memory: try a smaller --width/--height or --batch-size"
+    else:
+        hint = "try --low-vram, a smaller --batch-size or a smaller --width/--height (or --oom-retry)"
+    return OutOfMemory(f"out of memory on {where}" if where else "out of memory", hint=hint)

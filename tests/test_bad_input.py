@@ -69,8 +69,12 @@ def test_cpu_allocation_failure_is_out_of_memory() -> None:
         torch.empty(2**60, dtype=torch.uint8)  # what -W/-H 100000 ran into on the CPU
     assert engine.is_out_of_memory(caught.value)
     code, message, hint = classify(caught.value)
-    assert code == ExitCode.OUT_OF_MEMORY and message == "out of memory" and hint and "--low-vram" in hint
+    assert code == ExitCode.OUT_OF_MEMORY and message == "out of memory"
+    # The machine's memory ran out, not a GPU's: offloading to it would not help.
+    assert hint and "--width/--height" in hint and "--low-vram" not in hint
     assert classify(MemoryError())[0] == ExitCode.OUT_OF_MEMORY
+    gpu = classify(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert gpu[0] == ExitCode.OUT_OF_MEMORY and gpu[2] and "--low-vram" in gpu[2]
 
 
 @pytest.mark.parametrize("option", ["prompt", "-n"])

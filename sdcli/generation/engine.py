@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdcli.core.requests import GenerationRequest
-from sdcli.errors import OutOfMemory, is_allocation_failure
+from sdcli.errors import OutOfMemory, is_allocation_failure, out_of_memory
 from sdcli.generation import family_runs, prompts
 from sdcli.model import schedulers
 from sdcli.model.families import of_pipeline
@@ -19,7 +19,6 @@ from sdcli.model.pipelines import LoadedModel
 from sdcli.model.runtime import dtype_name, generators
 
 StepCallback = Callable[[int, int], None]
-OOM_HINT = "try --low-vram, a smaller --batch-size or a smaller --width/--height (or --oom-retry)"
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ def _denoise(model: LoadedModel, call: dict[str, Any], run: _Run) -> tuple[Any, 
                 raise
             free_memory(model.device)
             if not remaining:
-                raise OutOfMemory(f"out of memory on {model.device}", hint=OOM_HINT) from exc
+                raise out_of_memory(exc, str(model.device)) or OutOfMemory("out of memory") from exc
             fallback = remaining.pop(0)
             if fallback == "vae tiling":
                 model.pipe.vae.enable_tiling()

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdcli import __version__
-from sdcli.errors import ExitCode, SdcliError, UsageError, first_line
+from sdcli.errors import ExitCode, SdcliError, UsageError, first_line, out_of_memory
 from sdcli.worker import protocol
 from sdcli.worker.protocol import BadRequest
 
@@ -180,13 +180,12 @@ def parse_run(body: bytes) -> RunRequest:
 def error_event(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, SdcliError):
         return {"event": "error", "exit": int(exc.exit_code), "message": exc.message, "hint": exc.hint}
-    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()[:200]:
-        hint = "try --low-vram, a smaller --batch-size, or a smaller --width/--height"
+    if (memory := out_of_memory(exc)) is not None:
         return {
             "event": "error",
-            "exit": int(ExitCode.OUT_OF_MEMORY),
-            "message": "out of memory",
-            "hint": hint,
+            "exit": int(memory.exit_code),
+            "message": memory.message,
+            "hint": memory.hint,
         }
     return {
         "event": "error",
