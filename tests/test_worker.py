@@ -236,22 +236,28 @@ def test_two_clients_at_once_are_queued(
         assert (pixels(path) == by_seed[params_and_record(path)[1]["seed"]]).all(), path.name
 
 
-def test_ctrl_c_in_the_client_cancels_the_run_on_the_worker(
-    worker: Path, tiny_sd: Path, tmp_path: Path
-) -> None:
+def slow_run_under_way(worker: Path, tiny_sd: Path, cwd: Path) -> subprocess.Popen[str]:
+    """A client asking for 50 slow images, once the worker has written the first."""
     long = subprocess.Popen(
         [sys.executable, "-c", CLIENT, "generate", "slow", "-m", str(tiny_sd), "--steps", "40", "-c", "50"]
         + ["--seed", "3", "-o", "slow-{index}.png"],
         env=env_for(worker),
-        cwd=tmp_path,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("slow-*.png")):
+    while not list(cwd.glob("slow-*.png")):
         assert long.poll() is None and time.monotonic() < deadline, long.communicate()
         time.sleep(0.05)
+    return long
+
+
+def test_ctrl_c_in_the_client_cancels_the_run_on_the_worker(
+    worker: Path, tiny_sd: Path, tmp_path: Path
+) -> None:
+    long = slow_run_under_way(worker, tiny_sd, tmp_path)
     long.send_signal(signal.SIGINT)
     stdout, stderr = long.communicate(timeout=60)
     assert long.returncode == 130, stderr
@@ -373,31 +379,7 @@ def test_a_worker_killed_mid_request_gives_a_clear_error_and_no_partial_file(
     try:
         out = tmp_path / "out"
         out.mkdir()
-        long = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                CLIENT,
-                "generate",
-                "slow",
-                "-m",
-                str(tiny_sd),
-                "--steps",
-                "40",
-                "-c",
-                "50",
-            ]
-            + ["--seed", "3", "-o", "slow-{index}.png"],
-            env=env_for(path),
-            cwd=out,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 120
-        while not list(out.glob("slow-*.png")):
-            assert long.poll() is None and time.monotonic() < deadline, long.communicate()
-            time.sleep(0.05)
+        long = slow_run_under_way(path, tiny_sd, out)
         process.kill()
         stdout, stderr = long.communicate(timeout=60)
     finally:
