@@ -12,6 +12,7 @@ Two things make that hold at any moment, model loading included:
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -56,9 +57,18 @@ def reset() -> None:
     _received = None
 
 
+def _quiet_when_stopping(unraisable: Any, previous: Any = sys.unraisablehook) -> None:
+    """Python prints an exception raised inside a `__del__` ("Exception ignored in ...") and drops it. One
+    of ours needs no printing: the signal is remembered, and `check()` raises it again."""
+    if _received is not None and isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return
+    previous(unraisable)
+
+
 def install() -> None:
     """Handle SIGINT and SIGTERM from now on (idempotent: a signal already received is kept). A signal the
     parent set to be ignored stays ignored: a shell script's background job must outlive a Ctrl-C."""
+    sys.unraisablehook = _quiet_when_stopping
     # Signal handlers can only be set from the main thread (not, e.g., from a test runner's worker thread).
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
