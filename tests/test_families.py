@@ -422,6 +422,16 @@ def _plain_diffusers_gguf(weights: Path, folder: Path, seed: int, **kwargs: obje
     return np.asarray(image.convert("RGB")).astype(int)
 
 
+@pytest.mark.parametrize("cut", [64, 24], ids=["header-of-zeros", "cut-after-the-counts"])
+def test_a_damaged_gguf_file_is_exit_2(cli, tiny_flux: Path, tmp_path: Path, cut: int) -> None:
+    whole = _gguf_file(tiny_flux, tmp_path / "whole.gguf").read_bytes()
+    weights = tmp_path / "flux1-dev-Q4_K_S.gguf"
+    weights.write_bytes(b"GGUF" + bytes(60) if cut == 64 else whole[:cut])
+    result = cli("generate", "a cat", "-m", weights, "--config", tiny_flux, "--steps", "1")
+    assert result.exit_code == 2, result.stderr
+    assert "flux1-dev-Q4_K_S.gguf is not a readable GGUF file" in result.stderr
+
+
 GGUF_COMMON = ("--steps", "2", "--seed", "4", *SIZE)
 
 
