@@ -381,7 +381,7 @@ def test_a_gguf_file_without_the_gguf_package_is_exit_2(
 
 
 def _gguf_file(folder: Path, to: Path, *, f16: bool = False, q8_0: tuple[str, ...] = ()) -> Path:
-    """The tiny transformer's weights as a GGUF file, F32 (or F16), the tensors in `q8_0` quantized.
+    """The tiny FLUX.1 or SD3 transformer's weights as a GGUF file: F32 (or F16), `q8_0`'s tensors Q8_0.
 
     The names are diffusers' own, which from_single_file loads as they are. Real FLUX.1 GGUF files use the
     original BFL names (`double_blocks.0.img_attn.qkv.weight`); diffusers converts those, but its
@@ -407,10 +407,12 @@ def _gguf_file(folder: Path, to: Path, *, f16: bool = False, q8_0: tuple[str, ..
 
 def _plain_diffusers_gguf(weights: Path, folder: Path, seed: int, **kwargs: object) -> np.ndarray:
     """What a user's own script makes of the GGUF file: diffusers' documented GGUF loading."""
+    import diffusers
     import torch
-    from diffusers import DiffusionPipeline, FluxTransformer2DModel, GGUFQuantizationConfig
+    from diffusers import DiffusionPipeline, GGUFQuantizationConfig
 
-    transformer = FluxTransformer2DModel.from_single_file(
+    transformer_cls = getattr(diffusers, read_model_index(folder)["transformer"][1])  # FLUX's or SD3's
+    transformer = transformer_cls.from_single_file(
         str(weights),
         quantization_config=GGUFQuantizationConfig(compute_dtype=torch.float32),
         config=str(folder),
@@ -436,15 +438,16 @@ GGUF_COMMON = ("--steps", "2", "--seed", "4", *SIZE)
 
 
 def test_an_f32_gguf_transformer_with_config_makes_the_folders_pixels(
-    cli, tiny_flux: Path, tmp_path: Path
+    cli, family_model: tuple[str, Path], tmp_path: Path
 ) -> None:
-    weights = _gguf_file(tiny_flux, tmp_path / "flux1-tiny-F32.gguf")
-    single = cli("generate", "a cat", "-m", weights, "--config", tiny_flux, *GGUF_COMMON, "-o", "single.png")
+    name, folder = family_model
+    weights = _gguf_file(folder, tmp_path / f"{name}-tiny-F32.gguf")
+    single = cli("generate", "a cat", "-m", weights, "--config", folder, *GGUF_COMMON, "-o", "single.png")
     assert single.exit_code == 0, single.stderr
     got = pixels("single.png").astype(int)
-    expected = _plain_diffusers_gguf(weights, tiny_flux, 4, num_inference_steps=2, width=64, height=64)
+    expected = _plain_diffusers_gguf(weights, folder, 4, num_inference_steps=2, width=64, height=64)
     assert np.array_equal(got, expected)
-    whole = cli("generate", "a cat", "-m", tiny_flux, *GGUF_COMMON, "-o", "folder.png")
+    whole = cli("generate", "a cat", "-m", folder, *GGUF_COMMON, "-o", "folder.png")
     assert whole.exit_code == 0, whole.stderr
     # The same weights bit for bit, yet not always the same pixels: the GGUF loader copies each tensor
     # into fresh (16-byte aligned) memory, while the folder's are memory-mapped where the safetensors
@@ -452,7 +455,8 @@ def test_an_f32_gguf_transformer_with_config_makes_the_folders_pixels(
     # (~4e-7 on the transformer's output; 1 level on a few pixels). So: within a level or two.
     assert np.abs(got - pixels("folder.png").astype(int)).max() <= 2
     text, record = params_and_record("single.png")
-    assert record["model"] == "flux1-tiny-F32" and record["config"] == tiny_flux.name
+    assert record["model"] == f"{name}-tiny-F32" and record["config"] == folder.name
+    assert record["family"] == name
     assert f"Model hash: {record['model_hash']}" in text
 
 
