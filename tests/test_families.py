@@ -434,6 +434,21 @@ def test_a_damaged_gguf_file_is_exit_2(cli, tiny_flux: Path, tmp_path: Path, cut
     assert "flux1-dev-Q4_K_S.gguf is not a readable GGUF file" in result.stderr
 
 
+def test_a_gguf_file_of_something_else_is_exit_2(cli, tiny_flux: Path, tmp_path: Path) -> None:
+    """A language model's GGUF (llama.cpp's tensor names) is no FLUX.1/SD3 transformer."""
+    gguf = pytest.importorskip("gguf")
+    weights = tmp_path / "llama-Q8_0.gguf"
+    writer = gguf.GGUFWriter(str(weights), "llama")
+    writer.add_tensor("blk.0.attn_q.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    result = cli("generate", "a cat", "-m", weights, "--config", tiny_flux, "--steps", "1")
+    assert result.exit_code == 2, result.stderr
+    assert "llama-Q8_0.gguf holds no FLUX.1 or SD3 transformer weights" in result.stderr
+
+
 GGUF_COMMON = ("--steps", "2", "--seed", "4", *SIZE)
 
 
