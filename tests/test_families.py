@@ -489,6 +489,11 @@ def test_an_f16_gguf_with_a_q8_0_tensor_makes_what_diffusers_makes_of_it(
     kinds = {t.name: t.tensor_type for t in GGUFReader(str(weights)).tensors}
     assert kinds[quantized[0]] == GGMLQuantizationType.Q8_0
     assert kinds["proj_out.weight"] == GGMLQuantizationType.F16
+    from diffusers.quantizers.gguf.utils import GGUFLinear, GGUFParameter
+
+    layer = pipelines.load_model(ModelRequest(str(weights), config=str(tiny_flux))).pipe.transformer
+    layer = layer.transformer_blocks[0].ff.net[0].proj
+    assert isinstance(layer, GGUFLinear) and isinstance(layer.weight, GGUFParameter)  # dequantized as it runs
     expected = _plain_diffusers_gguf(weights, tiny_flux, 4, num_inference_steps=2, width=64, height=64)
     assert np.array_equal(got, expected)
 
