@@ -367,16 +367,135 @@ def test_a_transformer_file_with_another_familys_config_is_exit_2(
     assert "is a SD3 transformer but --config tiny-flux describes a FluxPipeline model" in result.stderr
 
 
-def test_a_gguf_file_without_the_gguf_package_is_exit_2(cli, tiny_flux: Path, tmp_path: Path) -> None:
-    from sdcli.model import quantization
+def test_a_gguf_file_without_the_gguf_package_is_exit_2(
+    cli, tiny_flux: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
 
-    if quantization.installed("gguf"):
-        pytest.skip("gguf is installed here")
+    monkeypatch.setitem(sys.modules, "gguf", None)  # as if not installed: find_spec None, import fails
     weights = tmp_path / "flux1-dev-Q4_K_S.gguf"
     weights.write_bytes(b"GGUF" + bytes(60))
     result = cli("generate", "a cat", "-m", weights, "--config", tiny_flux, "--steps", "1")
     assert result.exit_code == 2
     assert "needs the gguf package" in result.stderr and "pip install 'sdcli[gguf]'" in result.stderr
+
+
+def _gguf_file(folder: Path, to: Path, *, f16: bool = False, q8_0: tuple[str, ...] = ()) -> Path:
+    """The tiny FLUX.1 or SD3 transformer's weights as a GGUF file: F32 (or F16), `q8_0`'s tensors Q8_0.
+
+    The names are diffusers' own, which from_single_file loads as they are. Real FLUX.1 GGUF files use the
+    original BFL names (`double_blocks.0.img_attn.qkv.weight`); diffusers converts those, but its
+    conversion splits the single blocks' fused weights for FLUX.1's own width (3072), so a tiny file in
+    that layout cannot load."""
+    gguf = pytest.importorskip("gguf")
+    from safetensors.torch import load_file
+
+    writer = gguf.GGUFWriter(str(to), "flux")
+    for name, tensor in load_file(folder / "transformer" / "diffusion_pytorch_model.safetensors").items():
+        array = tensor.float().numpy()
+        if name in q8_0:
+            kind = gguf.GGMLQuantizationType.Q8_0
+            writer.add_tensor(name, gguf.quants.quantize(array, kind), raw_dtype=kind)
+        else:
+            writer.add_tensor(name, array.astype(np.float16) if f16 else array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return to
+
+
+def _plain_diffusers_gguf(weights: Path, folder: Path, seed: int, **kwargs: object) -> np.ndarray:
+    """What a user's own script makes of the GGUF file: diffusers' documented GGUF loading."""
+    import diffusers
+    import torch
+    from diffusers import DiffusionPipeline, GGUFQuantizationConfig
+
+    transformer_cls = getattr(diffusers, read_model_index(folder)["transformer"][1])  # FLUX's or SD3's
+    transformer = transformer_cls.from_single_file(
+        str(weights),
+        quantization_config=GGUFQuantizationConfig(compute_dtype=torch.float32),
+        config=str(folder),
+        subfolder="transformer",
+    )
+    pipe = DiffusionPipeline.from_pretrained(folder, transformer=transformer)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a cat", generator=torch.Generator("cpu").manual_seed(seed), **kwargs).images[0]
+    return np.asarray(image.convert("RGB")).astype(int)
+
+
+@pytest.mark.parametrize("cut", [64, 24], ids=["header-of-zeros", "cut-after-the-counts"])
+def test_a_damaged_gguf_file_is_exit_2(cli, tiny_flux: Path, tmp_path: Path, cut: int) -> None:
+    whole = _gguf_file(tiny_flux, tmp_path / "whole.gguf").read_bytes()
+    weights = tmp_path / "flux1-dev-Q4_K_S.gguf"
+    weights.write_bytes(b"GGUF" + bytes(60) if cut == 64 else whole[:cut])
+    result = cli("generate", "a cat", "-m", weights, "--config", tiny_flux, "--steps", "1")
+    assert result.exit_code == 2, result.stderr
+    assert "flux1-dev-Q4_K_S.gguf is not a readable GGUF file" in result.stderr
+
+
+def test_a_gguf_file_of_something_else_is_exit_2(cli, tiny_flux: Path, tmp_path: Path) -> None:
+    """A language model's GGUF (llama.cpp's tensor names) is no FLUX.1/SD3 transformer."""
+    gguf = pytest.importorskip("gguf")
+    weights = tmp_path / "llama-Q8_0.gguf"
+    writer = gguf.GGUFWriter(str(weights), "llama")
+    writer.add_tensor("blk.0.attn_q.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    result = cli("generate", "a cat", "-m", weights, "--config", tiny_flux, "--steps", "1")
+    assert result.exit_code == 2, result.stderr
+    assert "llama-Q8_0.gguf holds no FLUX.1 or SD3 transformer weights" in result.stderr
+
+
+GGUF_COMMON = ("--steps", "2", "--seed", "4", *SIZE)
+
+
+def test_an_f32_gguf_transformer_with_config_makes_the_folders_pixels(
+    cli, family_model: tuple[str, Path], tmp_path: Path
+) -> None:
+    name, folder = family_model
+    weights = _gguf_file(folder, tmp_path / f"{name}-tiny-F32.gguf")
+    single = cli("generate", "a cat", "-m", weights, "--config", folder, *GGUF_COMMON, "-o", "single.png")
+    assert single.exit_code == 0, single.stderr
+    got = pixels("single.png").astype(int)
+    expected = _plain_diffusers_gguf(weights, folder, 4, num_inference_steps=2, width=64, height=64)
+    assert np.array_equal(got, expected)
+    whole = cli("generate", "a cat", "-m", folder, *GGUF_COMMON, "-o", "folder.png")
+    assert whole.exit_code == 0, whole.stderr
+    # The same weights bit for bit, yet not always the same pixels: the GGUF loader copies each tensor
+    # into fresh (16-byte aligned) memory, while the folder's are memory-mapped where the safetensors
+    # header puts them (8 bytes off here), and CPU matmul kernels round differently at 8 than at 16
+    # (~4e-7 on the transformer's output; 1 level on a few pixels). So: within a level or two.
+    assert np.abs(got - pixels("folder.png").astype(int)).max() <= 2
+    text, record = params_and_record("single.png")
+    assert record["model"] == f"{name}-tiny-F32" and record["config"] == folder.name
+    assert record["family"] == name
+    assert f"Model hash: {record['model_hash']}" in text
+
+
+def test_an_f16_gguf_with_a_q8_0_tensor_makes_what_diffusers_makes_of_it(
+    cli, tiny_flux: Path, tmp_path: Path
+) -> None:
+    quantized = ("transformer_blocks.0.ff.net.0.proj.weight",)  # rows of 32: Q8_0's block size
+    weights = _gguf_file(tiny_flux, tmp_path / "flux1-tiny-Q8_0.gguf", f16=True, q8_0=quantized)
+    result = cli("generate", "a cat", "-m", weights, "--config", tiny_flux, *GGUF_COMMON, "-o", "q.png")
+    assert result.exit_code == 0, result.stderr
+    got = pixels("q.png").astype(int)
+    assert got.std() > 1
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    kinds = {t.name: t.tensor_type for t in GGUFReader(str(weights)).tensors}
+    assert kinds[quantized[0]] == GGMLQuantizationType.Q8_0
+    assert kinds["proj_out.weight"] == GGMLQuantizationType.F16
+    from diffusers.quantizers.gguf.utils import GGUFLinear, GGUFParameter
+
+    layer = pipelines.load_model(ModelRequest(str(weights), config=str(tiny_flux))).pipe.transformer
+    layer = layer.transformer_blocks[0].ff.net[0].proj
+    assert isinstance(layer, GGUFLinear) and isinstance(layer.weight, GGUFParameter)  # dequantized as it runs
+    expected = _plain_diffusers_gguf(weights, tiny_flux, 4, num_inference_steps=2, width=64, height=64)
+    assert np.array_equal(got, expected)
 
 
 def test_a_pipeline_that_picks_its_own_size_is_recorded_as_made() -> None:

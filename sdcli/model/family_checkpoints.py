@@ -57,7 +57,7 @@ def tensor_names(path: Path) -> list[str]:
 
     try:
         return [str(tensor.name) for tensor in GGUFReader(str(path)).tensors]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, IndexError) as exc:  # a cut-short file fails as IndexError or ValueError
         raise UsageError(f"{path.name} is not a readable GGUF file ({first_line(exc)})") from exc
 
 
