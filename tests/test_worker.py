@@ -566,3 +566,53 @@ def test_tcp_clients_cannot_name_input_images(worker: Path, tiny_sd: Path, tmp_p
     # Nor may they run anything that writes files, inputs or not.
     status, answer = tcp("POST", protocol.RUN_PATH, run_body(tmp_path, tiny_sd))
     assert status == 403 and not list(tmp_path.rglob("*.png"))
+
+
+def test_a1111_img2img_gives_the_cli_s_pixels(worker: Path, cli, tiny_sd: Path, tmp_path: Path) -> None:
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, 64 * 64 * 3).reshape(64, 64, 3).astype("uint8")
+    Image.fromarray(ramp).save(tmp_path / "in.png")
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, format="PNG")
+    payload = {
+        "prompt": "a cat",
+        "init_images": [base64.b64encode(buffer.getvalue()).decode()],
+        "denoising_strength": 0.5,
+        "steps": 4,
+        "seed": 5,
+        "cfg_scale": 6,
+    }
+    status, body = tcp("POST", "/sdapi/v1/img2img", json.dumps(payload).encode())
+    assert status == 200, body
+    served, record = decode_png(json.loads(body)["images"][0])
+    cold = cli(
+        "img2img",
+        "a cat",
+        tmp_path / "in.png",
+        "-m",
+        tiny_sd,
+        "--steps",
+        "4",
+        "--strength",
+        "0.5",
+        "--seed",
+        "5",
+        "--cfg",
+        "6",
+        "-o",
+        "cold.png",
+    )
+    assert cold.exit_code == 0, cold.stderr
+    assert (served == pixels(tmp_path / "cold.png")).all()
+    assert (
+        record["strength"] == 0.5
+        and record["init_image"]["hash"] == params_and_record(tmp_path / "cold.png")[1]["init_image"]["hash"]
+    )
+    bad = dict(payload, init_images=["not base64!"])
+    status, body = tcp("POST", "/sdapi/v1/img2img", json.dumps(bad).encode())
+    assert status == 400 and b"not base64" in body

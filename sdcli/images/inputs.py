@@ -112,6 +112,16 @@ def read_image(path: Path, *, background: tuple[int, int, int] = WHITE) -> Input
     return InputImage(image=image, path=path, hash=digest[:HASH_CHARS])
 
 
+def read_image_bytes(data: bytes, name: str) -> InputImage:
+    """`read_image` for an image that came as bytes (an HTTP API's base64 `init_images`)."""
+    import io
+
+    if not data:
+        raise InputError(f"{name}: empty image (0 bytes)")
+    image = _decode(io.BytesIO(data), name, WHITE)
+    return InputImage(image=image, path=Path(name), hash=hashlib.sha256(data).hexdigest()[:HASH_CHARS])
+
+
 def read_mask(path: Path) -> InputImage:
     """A mask as 8-bit grayscale: white is repainted, black kept; transparent pixels count as black."""
     found = read_image(path, background=BLACK)

@@ -1,6 +1,6 @@
-"""The worker's HTTP APIs for other tools: AUTOMATIC1111's `/sdapi/v1/txt2img` and OpenAI's
-`/v1/images/generations`. Images come back base64-encoded PNGs (with sdcli's metadata); nothing is written
-to disk. They run the worker's own model (`sdcli serve -m`), under the same lock as the CLI's runs.
+"""The worker's HTTP APIs for other tools: AUTOMATIC1111's `/sdapi/v1/txt2img` and `/sdapi/v1/img2img`,
+and OpenAI's `/v1/images/generations`. Images come back base64-encoded PNGs (with sdcli's metadata); nothing
+is written to disk. They run the worker's own model (`sdcli serve -m`), under the same lock as the CLI's runs.
 
 Sizes are bounded so that one request cannot take the worker for hours: see LIMITS.
 """
@@ -94,6 +94,48 @@ def a1111_request(data: Any) -> tuple[GenerationRequest, str | None]:
     return bounded(request), sampler
 
 
+@dataclass(frozen=True)
+class InitImage:
+    """img2img's input, read and sized as `sdcli img2img` reads and sizes a file."""
+
+    pipeline_args: dict[str, Any]
+    record: dict[str, Any]
+
+
+def a1111_img2img_request(data: Any) -> tuple[GenerationRequest, str | None, InitImage]:
+    """A1111's img2img payload: txt2img's fields, `init_images` (base64; the first is used) and
+    `denoising_strength`. Without width/height the input's own size is kept (cut to multiples of 8); with
+    them it is resized to them, as A1111's default "Just resize" does."""
+    import binascii
+    from dataclasses import replace
+
+    from sdcli.images import inputs
+
+    if not isinstance(data, dict):
+        raise BadRequest("the request must be a JSON object")
+    images = data.get("init_images")
+    if not isinstance(images, list) or not images or not isinstance(images[0], str):
+        raise BadRequest("init_images must be a list holding one base64 image")
+    encoded = images[0].split(",", 1)[-1]  # a data URL's "data:image/png;base64," prefix is allowed
+    try:
+        item = inputs.read_image_bytes(base64.b64decode(encoded, validate=True), "init_images[0]")
+    except (binascii.Error, ValueError):
+        raise BadRequest("init_images[0] is not base64") from None
+    except UsageError as exc:
+        raise BadRequest(exc.message) from None
+    sized = "width" in data or "height" in data
+    width = _number(data, "width", None, int) if "width" in data else None
+    height = _number(data, "height", None, int) if "height" in data else None
+    image = inputs.conform(item.image, width, height, "stretch" if sized else "crop")
+    request, sampler = a1111_request({**data, "width": image.width, "height": image.height})
+    strength = _number(data, "denoising_strength", 0.75, float)
+    try:
+        request = replace(request, strength=strength).validated()
+    except UsageError as exc:
+        raise BadRequest(exc.message) from None
+    return request, sampler, InitImage({"image": image}, {"init_image": item.record})
+
+
 def openai_request(data: Any) -> GenerationRequest:
     if not isinstance(data, dict):
         raise BadRequest("the request must be a JSON object")
@@ -121,22 +163,29 @@ def make(
     model: ModelRequest,
     request: GenerationRequest,
     sampler: str | None,
+    init: InitImage | None = None,
 ) -> list[Made]:
-    """Run one request under the worker's lock (`load` gives its loaded model), in the calling thread."""
+    """Run one request under the worker's lock (`load` gives its loaded model), in the calling thread; with
+    `init`, as img2img on the same weights."""
     from dataclasses import replace
 
     from sdcli.generation import engine
     from sdcli.images import metadata
+    from sdcli.model import pipelines
 
     if sampler:
         model = replace(model, scheduler=sampler).validated()
     made = []
     with lock:
         loaded = load(model)
-        for result in engine.generate(loaded, request):
+        if init is not None:
+            loaded = pipelines.for_task(loaded, "img2img")
+        inputs = init.pipeline_args if init is not None else None
+        for result in engine.generate(loaded, request, inputs=inputs):
+            record = {**result.record, **(init.record if init is not None else {})}
             buffer = io.BytesIO()
-            result.image.save(buffer, format="PNG", pnginfo=metadata.png_info(result.record))
-            made.append(Made(buffer.getvalue(), result.record))
+            result.image.save(buffer, format="PNG", pnginfo=metadata.png_info(record))
+            made.append(Made(buffer.getvalue(), record))
     return made
 
 

@@ -325,7 +325,7 @@ def build_app(worker: Worker, *, token: str | None = None) -> Any:
                 data = json.loads(body)
             except (ValueError, UnicodeDecodeError):
                 raise BadRequest("the request is not JSON") from None
-            generation, sampler = parse(data)
+            generation, sampler, init = parse(data)  # init: img2img's input image, else None
             if worker.model is None:
                 raise BadRequest("this worker has no model for this API (start it with sdcli serve -m MODEL)")
         except TooLarge:
@@ -336,7 +336,7 @@ def build_app(worker: Worker, *, token: str | None = None) -> Any:
             return JSONResponse(error(f"malformed request: {type(exc).__name__}"), 400)
         try:
             made = await asyncio.to_thread(
-                http_apis.make, worker.lock, worker.cache.get, worker.model, generation, sampler
+                http_apis.make, worker.lock, worker.cache.get, worker.model, generation, sampler, init
             )
         except Exception as exc:
             status, message = compat_failure(exc)
@@ -348,7 +348,17 @@ def build_app(worker: Worker, *, token: str | None = None) -> Any:
 
         return await compat(
             request,
-            http_apis.a1111_request,
+            lambda data: (*http_apis.a1111_request(data), None),
+            http_apis.a1111_response,
+            lambda message: {"error": "BadRequest", "detail": message},
+        )
+
+    async def img2img(request: Request) -> Response:
+        from sdcli.worker import http_apis
+
+        return await compat(
+            request,
+            http_apis.a1111_img2img_request,
             http_apis.a1111_response,
             lambda message: {"error": "BadRequest", "detail": message},
         )
@@ -358,7 +368,7 @@ def build_app(worker: Worker, *, token: str | None = None) -> Any:
 
         return await compat(
             request,
-            lambda data: (http_apis.openai_request(data), None),
+            lambda data: (http_apis.openai_request(data), None, None),
             lambda _, made: http_apis.openai_response(made, int(time.time())),
             lambda message: {"error": {"message": message, "type": "invalid_request_error"}},
         )
@@ -368,6 +378,7 @@ def build_app(worker: Worker, *, token: str | None = None) -> Any:
             Route(protocol.HEALTH_PATH, health, methods=["GET"]),
             Route(protocol.RUN_PATH, run, methods=["POST"]),
             Route("/sdapi/v1/txt2img", txt2img, methods=["POST"]),
+            Route("/sdapi/v1/img2img", img2img, methods=["POST"]),
             Route("/v1/images/generations", generations, methods=["POST"]),
         ]
     )
