@@ -29,7 +29,12 @@ STORED = {
     "strength": "strength",
     "clip_skip": "clip_skip",
     "weighting": "weighting",
+    "hires_scale": "hires_scale",
+    "hires_steps": "hires_steps",
+    "hires_strength": "hires_strength",
+    "hires_upscaler": "hires_upscaler",
 }
+HIRES = ("hires_scale", "hires_steps", "hires_strength", "hires_upscaler")  # generate's options only
 
 
 def read_record_and_warnings(image: Path) -> tuple[dict[str, Any], list[str]]:
@@ -73,6 +78,9 @@ def apply(args: ImageArgs) -> tuple[ImageArgs, list[str]]:
     changes = stored_values(record, args.given)
     if args.strength is None:  # a command without --strength (generate) takes none from the image
         changes.pop("strength", None)
+    else:  # img2img and inpaint have no hires fix
+        for name in HIRES:
+            changes.pop(name, None)
     state = scheduler_state(record, args.given)
     # What the image stored is a given value, not a default a model family may replace.
     remade = replace(args, **changes, scheduler_state=state, defaulted=args.defaulted - changes.keys())

@@ -1,0 +1,142 @@
+"""`sdcli generate --hires-scale`: A1111's hires fix, a second img2img pass at the upscaled size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdcli.core.requests import GenerationRequest
+from sdcli.worker import protocol
+from tests.png_helpers import pixels
+
+FAST = ("--steps", "2", "-W", "64", "-H", "64", "--seed", "5", "--hires-steps", "2", "--hires-scale", "2")
+
+
+def test_latent_hires_is_upscaled_and_recorded(cli, tiny_sd: Path) -> None:
+    result = cli("generate", "a cat", "-m", tiny_sd, *FAST, "-o", "hr.png")
+    assert result.exit_code == 0, result.stderr
+    with Image.open("hr.png") as im:
+        assert im.size == (128, 128)
+        text = im.text
+    line = text["parameters"].splitlines()[-1]
+    assert "Size: 64x64" in line  # A1111's Size is the first pass's
+    assert "Denoising strength: 0.7" in line
+    assert "Hires upscale: 2, Hires steps: 2, Hires upscaler: Latent (nearest)" in line
+    assert line.index("Denoising strength") < line.index("Hires upscale") < line.index("Version")
+    record = json.loads(text["sdcli"])
+    assert (record["width"], record["height"]) == (64, 64)
+    assert record["hires_scale"] == 2 and record["hires_steps"] == 2
+    assert record["hires_strength"] == 0.7 and record["hires_upscaler"] == "latent"
+    assert record["strength"] is None
+
+
+def test_records_without_hires_are_unchanged(cli, tiny_sd: Path) -> None:
+    result = cli("generate", "a cat", "-m", tiny_sd, "--steps", "1", "-o", "plain.png")
+    assert result.exit_code == 0, result.stderr
+    with Image.open("plain.png") as im:
+        assert "Hires" not in im.text["parameters"] and "Denoising" not in im.text["parameters"]
+        assert not any(key.startswith("hires") for key in json.loads(im.text["sdcli"]))
+
+
+@pytest.mark.parametrize("upscaler", ["latent", "lanczos"])
+def test_from_remakes_hires_pixel_identical(cli, tiny_sd: Path, upscaler: str) -> None:
+    made = cli("generate", "a cat", "-m", tiny_sd, *FAST, "--hires-upscaler", upscaler, "-o", "a.png")
+    assert made.exit_code == 0, made.stderr
+    again = cli("generate", "--from", "a.png", "-m", tiny_sd, "-o", "b.png")
+    assert again.exit_code == 0, again.stderr
+    assert np.array_equal(pixels("a.png"), pixels("b.png"))
+    # A1111's text alone (no sdcli record) carries the hires fix too.
+    with Image.open("a.png") as im:
+        text = im.text["parameters"]
+        Image.new("RGB", im.size).save("a1111.png", pnginfo=_text_only(text))
+    third = cli("generate", "--from", "a1111.png", "-m", tiny_sd, "-o", "c.png", "--json")
+    assert third.exit_code == 0, third.stderr
+    record = json.loads(third.stdout.splitlines()[0])["parameters"]
+    assert record["hires_upscaler"] == upscaler and record["hires_scale"] == 2 and record["hires_steps"] == 2
+    assert np.array_equal(pixels("a.png"), pixels("c.png"))
+
+
+def _text_only(text: str):
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", text)
+    return info
+
+
+@pytest.mark.parametrize("upscaler", ["lanczos", "latent"])
+def test_hires_matches_plain_diffusers_two_pass(cli, tiny_sd: Path, upscaler: str) -> None:
+    import torch
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+
+    result = cli("generate", "a cat", "-m", tiny_sd, *FAST, "--hires-upscaler", upscaler, "-o", "s.png")
+    assert result.exit_code == 0, result.stderr
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd)
+    pipe.set_progress_bar_config(disable=True)
+    common = dict(num_inference_steps=2, guidance_scale=7.0)
+    first = pipe(
+        "a cat",
+        width=64,
+        height=64,
+        generator=torch.Generator("cpu").manual_seed(5),
+        output_type="latent" if upscaler == "latent" else "pil",
+        **common,
+    ).images
+    if upscaler == "latent":
+        side = 128 // pipe.vae_scale_factor
+        image = torch.nn.functional.interpolate(first, size=(side, side), mode="nearest")
+    else:
+        image = [first[0].resize((128, 128), Image.Resampling.LANCZOS)]
+    second = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
+    final = second(
+        "a cat", image=image, strength=0.7, generator=torch.Generator("cpu").manual_seed(5), **common
+    ).images[0]
+    assert np.array_equal(pixels("s.png"), np.asarray(final.convert("RGB")))
+
+
+def test_sdxl_hires(cli, tiny_sdxl: Path) -> None:
+    result = cli("generate", "a cat", "-m", tiny_sdxl, *FAST, "--hires-upscaler", "lanczos", "-o", "xl.png")
+    assert result.exit_code == 0, result.stderr
+    with Image.open("xl.png") as im:
+        assert im.size == (128, 128)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--hires-scale", "1"], "--hires-scale must be a finite number above 1"),
+        (["--hires-scale", "nan"], "--hires-scale must be a finite number above 1"),
+        (["--hires-scale", "2", "--hires-strength", "0"], "--hires-strength must be in (0, 1]"),
+        (["--hires-scale", "2", "--hires-strength", "1.5"], "--hires-strength must be in (0, 1]"),
+        (["--hires-scale", "2", "--hires-steps", "-1"], "--hires-steps must be between 0 and"),
+        (["--hires-scale", "2", "--hires-steps", "1001"], "--hires-steps must be between 0 and"),
+        (["--hires-scale", "2", "--hires-upscaler", "esrgan"], "--hires-upscaler 'esrgan' is not one of"),
+        (["--hires-scale", "3", "-W", "4096", "-H", "512"], "over the 8192 px limit"),
+        (["--hires-scale", "2", "--steps", "1", "--hires-strength", "0.5"], "runs no denoising step"),
+    ],
+)
+def test_bad_hires_values_exit_2_before_loading(cli, options: list[str], message: str) -> None:
+    result = cli("generate", "a cat", "-m", "no/such-model", *options)
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2  # the error, and at most a hint
+
+
+def test_hires_refuses_other_families_before_loading(cli, tmp_path: Path) -> None:
+    folder = tmp_path / "flux"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    result = cli("generate", "a cat", "-m", folder, "--hires-scale", "2")
+    assert result.exit_code == 2, result.stderr
+    assert "hires fix is for SD 1.x/2.x and SDXL" in result.stderr
+
+
+def test_worker_protocol_carries_the_hires_fix() -> None:
+    request = GenerationRequest(
+        "a cat", hires_scale=1.5, hires_steps=3, hires_strength=0.4, hires_upscaler="lanczos"
+    ).validated()
+    assert protocol.generation_from_json(protocol.generation_to_json(request)) == request
