@@ -73,7 +73,19 @@ def test_hires_matches_plain_diffusers_two_pass(cli, tiny_sd: Path, upscaler: st
     import torch
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
-    result = cli("generate", "a cat", "-m", tiny_sd, *FAST, "--hires-upscaler", upscaler, "-o", "s.png")
+    result = cli(
+        "generate",
+        "a cat",
+        "-m",
+        tiny_sd,
+        *FAST,
+        "--hires-steps",
+        "3",
+        "--hires-upscaler",
+        upscaler,
+        "-o",
+        "s.png",
+    )
     assert result.exit_code == 0, result.stderr
     pipe = StableDiffusionPipeline.from_pretrained(tiny_sd)
     pipe.set_progress_bar_config(disable=True)
@@ -92,8 +104,14 @@ def test_hires_matches_plain_diffusers_two_pass(cli, tiny_sd: Path, upscaler: st
     else:
         image = [first[0].resize((128, 128), Image.Resampling.LANCZOS)]
     second = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
+    # A1111's hires pass: --hires-steps 3 at strength 0.7 are the last 3 steps of int(3 / 0.7) = 4.
     final = second(
-        "a cat", image=image, strength=0.7, generator=torch.Generator("cpu").manual_seed(5), **common
+        "a cat",
+        image=image,
+        num_inference_steps=4,
+        strength=0.75,
+        guidance_scale=7.0,
+        generator=torch.Generator("cpu").manual_seed(5),
     ).images[0]
     assert np.array_equal(pixels("s.png"), np.asarray(final.convert("RGB")))
 
@@ -116,7 +134,6 @@ def test_sdxl_hires(cli, tiny_sdxl: Path) -> None:
         (["--hires-scale", "2", "--hires-steps", "1001"], "--hires-steps must be between 0 and"),
         (["--hires-scale", "2", "--hires-upscaler", "esrgan"], "--hires-upscaler 'esrgan' is not one of"),
         (["--hires-scale", "3", "-W", "4096", "-H", "512"], "over the 8192 px limit"),
-        (["--hires-scale", "2", "--steps", "1", "--hires-strength", "0.5"], "runs no denoising step"),
     ],
 )
 def test_bad_hires_values_exit_2_before_loading(cli, options: list[str], message: str) -> None:
@@ -133,6 +150,22 @@ def test_hires_refuses_other_families_before_loading(cli, tmp_path: Path) -> Non
     result = cli("generate", "a cat", "-m", folder, "--hires-scale", "2")
     assert result.exit_code == 2, result.stderr
     assert "hires fix is for SD 1.x/2.x and SDXL" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("steps", "strength", "schedule"),
+    [(10, 0.7, (14, 10.5 / 14)), (20, 0.5, (40, 20.5 / 40)), (3, 1.0, (3, 1.0)), (2, 0.7, (2, 1.0))],
+)
+def test_hires_runs_exactly_its_steps_as_a1111(steps: int, strength: float, schedule: tuple) -> None:
+    request = GenerationRequest("a cat", hires_scale=2, hires_steps=steps, hires_strength=strength)
+    total, given = request.hires_schedule()
+    assert (total, given) == pytest.approx(schedule)
+    assert int(total * given) == steps  # diffusers' get_timesteps: the last `steps` of `total`
+
+
+def test_hires_steps_0_are_the_main_steps() -> None:
+    request = GenerationRequest("a cat", steps=30, hires_scale=2, hires_strength=0.7)
+    assert request.hires_schedule() == (42, 30.5 / 42)
 
 
 def test_worker_protocol_carries_the_hires_fix() -> None:

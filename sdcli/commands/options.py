@@ -227,7 +227,9 @@ HiresScale = Annotated[
 ]
 HiresSteps = Annotated[
     int,
-    typer.Option("--hires-steps", metavar="N", help="Steps of the hires pass (0: the same as --steps)."),
+    typer.Option(
+        "--hires-steps", metavar="N", help="Steps the hires pass runs, as in A1111 (0: the same as --steps)."
+    ),
 ]
 HiresStrength = Annotated[
     float,

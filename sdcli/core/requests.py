@@ -175,6 +175,15 @@ class GenerationRequest:
         assert self.hires_scale is not None
         return int(width * self.hires_scale) // 8 * 8, int(height * self.hires_scale) // 8 * 8
 
+    def hires_schedule(self) -> tuple[int, float]:
+        """The second pass's (num_inference_steps, strength) for diffusers, as A1111 runs it: exactly
+        `hires_steps` (or `steps`) steps, the last ones of a schedule of int(steps / strength) steps
+        (modules/sd_samplers_common.py setup_img2img_steps: the hires pass always asks for its steps)."""
+        steps = self.hires_steps or self.steps
+        total = max(int(steps / min(self.hires_strength, 0.999)), steps)
+        # diffusers runs int(total * strength) steps, the schedule's last: half a step over, against rounding.
+        return total, min(1.0, (steps + 0.5) / total)
+
     def check_hires(self, width: int | None, height: int | None) -> None:
         """The hires options; the final size only where the first pass's is known (else after loading)."""
         scale = self.hires_scale
@@ -186,12 +195,6 @@ class GenerationRequest:
         strength = self.hires_strength
         if not math.isfinite(strength) or not 0 < strength <= 1:
             raise UsageError(f"--hires-strength must be in (0, 1], got {strength:g}")
-        steps = self.hires_steps or self.steps
-        if int(steps * strength) < 1:
-            raise UsageError(
-                f"--hires-strength {strength:g} of {steps} hires steps runs no denoising step",
-                hint=f"use at least --hires-steps {math.ceil(1 / strength)}, or a higher --hires-strength",
-            )
         if self.hires_upscaler not in HIRES_UPSCALERS:
             raise UsageError(
                 f"--hires-upscaler {self.hires_upscaler!r} is not one of {', '.join(HIRES_UPSCALERS)}"

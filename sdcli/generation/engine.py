@@ -198,11 +198,12 @@ def _hires_pass(
             im.resize((final_w, final_h), Image.Resampling.LANCZOS)
             for im in decoding.decode_pil(hires.pipe, latents)
         ]
+    steps, strength = request.hires_schedule()
     call = {
         **arguments,
         "image": image,
-        "num_inference_steps": request.hires_steps or request.steps,
-        "strength": request.hires_strength,
+        "num_inference_steps": steps,
+        "strength": strength,
         "output_type": "latent",
     }
     for size_key in ("width", "height"):  # img2img takes its size from the image
