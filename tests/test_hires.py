@@ -13,11 +13,11 @@ from sdcli.core.requests import GenerationRequest
 from sdcli.worker import protocol
 from tests.png_helpers import pixels
 
-FAST = ("--steps", "2", "-W", "64", "-H", "64", "--seed", "5", "--hires-steps", "2", "--hires-scale", "2")
+FAST = ("--steps", "2", "-W", "64", "-H", "64", "--seed", "5", "--hires-scale", "2")
 
 
 def test_latent_hires_is_upscaled_and_recorded(cli, tiny_sd: Path) -> None:
-    result = cli("generate", "a cat", "-m", tiny_sd, *FAST, "-o", "hr.png")
+    result = cli("generate", "a cat", "-m", tiny_sd, *FAST, "--hires-steps", "2", "-o", "hr.png")
     assert result.exit_code == 0, result.stderr
     with Image.open("hr.png") as im:
         assert im.size == (128, 128)
@@ -44,7 +44,19 @@ def test_records_without_hires_are_unchanged(cli, tiny_sd: Path) -> None:
 
 @pytest.mark.parametrize("upscaler", ["latent", "lanczos"])
 def test_from_remakes_hires_pixel_identical(cli, tiny_sd: Path, upscaler: str) -> None:
-    made = cli("generate", "a cat", "-m", tiny_sd, *FAST, "--hires-upscaler", upscaler, "-o", "a.png")
+    made = cli(
+        "generate",
+        "a cat",
+        "-m",
+        tiny_sd,
+        *FAST,
+        "--hires-steps",
+        "2",
+        "--hires-upscaler",
+        upscaler,
+        "-o",
+        "a.png",
+    )
     assert made.exit_code == 0, made.stderr
     again = cli("generate", "--from", "a.png", "-m", tiny_sd, "-o", "b.png")
     assert again.exit_code == 0, again.stderr
@@ -121,6 +133,27 @@ def test_sdxl_hires(cli, tiny_sdxl: Path) -> None:
     assert result.exit_code == 0, result.stderr
     with Image.open("xl.png") as im:
         assert im.size == (128, 128)
+
+
+def test_hires_at_the_native_size_and_its_limit_after_loading(cli, tiny_sd: Path) -> None:
+    result = cli("generate", "a cat", "-m", tiny_sd, "--steps", "1", "--hires-scale", "1.5", "-o", "n.png")
+    assert result.exit_code == 0, result.stderr
+    with Image.open("n.png") as im:
+        assert im.size == (96, 96)  # the tiny model's native 64 px, 1.5 times
+    too_big = cli("generate", "a cat", "-m", tiny_sd, "--steps", "1", "--hires-scale", "200")
+    assert too_big.exit_code == 2 and "over the 8192 px limit" in too_big.stderr
+
+
+def test_img2img_from_a_hires_image_takes_no_hires_fix(cli, tiny_sd: Path) -> None:
+    made = cli("generate", "a cat", "-m", tiny_sd, *FAST, "--hires-steps", "1", "-o", "h.png")
+    assert made.exit_code == 0, made.stderr
+    again = cli(
+        "img2img", "a dog", "h.png", "--from", "h.png", "-m", tiny_sd, "--strength", "0.5", "-o", "i.png"
+    )
+    assert again.exit_code == 0, again.stderr
+    with Image.open("i.png") as im:
+        assert im.size == (128, 128)  # the input's size: no second upscale
+        assert "hires_scale" not in json.loads(im.text["sdcli"])
 
 
 @pytest.mark.parametrize(
