@@ -206,3 +206,14 @@ def test_worker_protocol_carries_the_hires_fix() -> None:
         "a cat", hires_scale=1.5, hires_steps=3, hires_strength=0.4, hires_upscaler="lanczos"
     ).validated()
     assert protocol.generation_from_json(protocol.generation_to_json(request)) == request
+
+
+def test_other_families_are_refused_after_loading_too() -> None:
+    from sdcli.errors import UsageError
+    from sdcli.generation import engine
+    from sdcli.model.families import FLUX, SD3, SDXL
+
+    engine.check_hires_family(SDXL)
+    for family in (FLUX, SD3):
+        with pytest.raises(UsageError, match="hires fix is for SD 1.x/2.x and SDXL"):
+            engine.check_hires_family(family)
