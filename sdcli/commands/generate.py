@@ -11,7 +11,7 @@ from sdcli.commands import common
 from sdcli.commands import options as opt
 from sdcli.commands.console import Output
 from sdcli.core.image_args import ImageArgs
-from sdcli.errors import UsageError
+from sdcli.errors import SdcliError, UsageError
 
 if TYPE_CHECKING:
     from sdcli.core.xy_plot import Axis
@@ -28,6 +28,10 @@ def generate(
     xy: opt.XY = None,
     grid: opt.Grid = False,
     grid_rows: opt.GridRows = None,
+    hires_scale: opt.HiresScale = None,
+    hires_steps: opt.HiresSteps = 0,
+    hires_strength: opt.HiresStrength = 0.7,
+    hires_upscaler: opt.HiresUpscaler = "latent",
 ) -> None:
     """Make images from a text prompt, or from each line of a prompts file."""
     out = Output(quiet=args.quiet, json=args.json_)
@@ -55,10 +59,30 @@ def generate(
     if processes.device and model_request.device == "auto":
         model_request = replace(model_request, device=processes.device)
     work = [common.JobSpec(line.request, line=line.line) for line in distributed.spread(lines, processes)]
+    if args.hires_scale is not None:
+        check_hires_model(model_request.model)
     plan = common.plan_run(args, model_request, work, count=sum(line.request.count for line in lines))
     # 2. Load the model once; 3. write each image as soon as it is decoded.
     sheet = xy_plot.Plot(axes, per_cell=args.count) if axes else None
     common.execute(out, plan, processes=processes, grid=grid, grid_rows=grid_rows, xy=sheet)
+
+
+def check_hires_model(model: str) -> None:
+    """A model folder whose model_index.json names another family fails before loading (else: after)."""
+    from pathlib import Path
+
+    from sdcli.model import families, sources
+
+    folder = Path(model).expanduser()
+    if not (folder / "model_index.json").is_file():
+        return
+    try:
+        name = str(sources.read_model_index(folder).get("_class_name", ""))
+    except SdcliError:
+        return  # loading says what is wrong with the folder
+    family = families.of_class(name)
+    if family not in (families.SD, families.SDXL):
+        raise UsageError(f"hires fix is for SD 1.x/2.x and SDXL; {folder.name} is {family.label} ({name})")
 
 
 def xy_lines(args: ImageArgs, axes: list[Axis]) -> list[PromptLine]:

@@ -216,6 +216,32 @@ XY = Annotated[
 ]
 Grid = Annotated[bool, typer.Option("--grid", help="Also write a contact sheet of the run's images.")]
 GridRows = Annotated[int | None, typer.Option(help="Rows of the --grid sheet (default: near-square).")]
+# generate's hires fix (A1111's names in the help)
+HiresScale = Annotated[
+    float | None,
+    typer.Option(
+        "--hires-scale",
+        metavar="F",
+        help="Hires fix: a second img2img pass at F times the size (A1111 'Hires upscale', e.g. 2).",
+    ),
+]
+HiresSteps = Annotated[
+    int,
+    typer.Option(
+        "--hires-steps", metavar="N", help="Steps the hires pass runs, as in A1111 (0: the same as --steps)."
+    ),
+]
+HiresStrength = Annotated[
+    float,
+    typer.Option("--hires-strength", metavar="S", help="Denoising strength of the hires pass, 0 < S <= 1."),
+]
+HiresUpscaler = Annotated[
+    str,
+    typer.Option(
+        "--hires-upscaler",
+        help="latent (upscale the latents, nearest) or lanczos (decode, resize the pixels, encode).",
+    ),
+]
 # img2img and inpaint
 InputImages = Annotated[
     list[str],

@@ -42,6 +42,10 @@ class ImageArgs:
     count: int = 1
     batch_size: int = 1
     strength: float | None = None  # img2img and inpaint only
+    hires_scale: float | None = None  # generate only: A1111's hires fix (None: off)
+    hires_steps: int = 0
+    hires_strength: float = 0.7
+    hires_upscaler: str = "latent"
     device: str = "auto"
     dtype: str = "auto"
     rng: str = "cpu"
@@ -142,4 +146,8 @@ class ImageArgs:
             weighting=self.weighting,
             long_prompts=not self.no_long_prompts,
             defaulted=self.defaulted & {"steps", "guidance"},
+            hires_scale=self.hires_scale,
+            hires_steps=self.hires_steps,
+            hires_strength=self.hires_strength,
+            hires_upscaler=self.hires_upscaler,
         ).validated()

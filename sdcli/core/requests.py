@@ -24,6 +24,7 @@ MAX_SIZE = 8192  # pixels per side, 16x SD 1.5's own 512: attention memory grows
 
 OFFLOAD_MODES = ("none", "model", "sequential")
 WEIGHTINGS = ("a1111", "none")  # prompt attention syntax: A1111's `(word:1.3)`, or the text as typed
+HIRES_UPSCALERS = ("latent", "lanczos")  # latent: nearest-neighbour on the latents; lanczos: on the pixels
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,12 @@ class GenerationRequest:
     # Parameters left at sdcli's (SD) defaults, which a model family may replace with its own (FLUX.1: 28
     # steps, distilled guidance 3.5); a value from a flag, the environment, a config file or --from is kept.
     defaulted: frozenset[str] = frozenset()
+    # A1111's hires fix (generate only): a second, img2img pass at hires_scale times the size. Flat fields,
+    # so that the worker protocol's asdict round trip carries them as they are.
+    hires_scale: float | None = None  # None: no hires fix
+    hires_steps: int = 0  # 0: the same as steps (A1111's default)
+    hires_strength: float = 0.7  # A1111's "Denoising strength" of the second pass
+    hires_upscaler: str = "latent"
 
     def validated(self) -> GenerationRequest:
         check_text("the prompt", self.prompt)
@@ -156,10 +163,50 @@ class GenerationRequest:
             raise UsageError(f"--weighting {self.weighting!r} is not one of {', '.join(WEIGHTINGS)}")
         if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
             raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        if self.hires_scale is not None:
+            self.check_hires(self.width, self.height)
         import secrets
 
         seed = secrets.randbelow(MAX_SEED - self.count) if self.seed is None else self.seed
         return replace(self, seed=seed)
+
+    def hires_size(self, width: int, height: int) -> tuple[int, int]:
+        """The second pass's size: the first pass's times hires_scale, cut to a multiple of 8."""
+        assert self.hires_scale is not None
+        return int(width * self.hires_scale) // 8 * 8, int(height * self.hires_scale) // 8 * 8
+
+    def hires_schedule(self) -> tuple[int, float]:
+        """The second pass's (num_inference_steps, strength) for diffusers, as A1111 runs it: exactly
+        `hires_steps` (or `steps`) steps, the last ones of a schedule of int(steps / strength) steps
+        (modules/sd_samplers_common.py setup_img2img_steps: the hires pass always asks for its steps)."""
+        steps = self.hires_steps or self.steps
+        total = max(int(steps / min(self.hires_strength, 0.999)), steps)
+        # diffusers runs int(total * strength) steps, the schedule's last: half a step over, against rounding.
+        return total, min(1.0, (steps + 0.5) / total)
+
+    def check_hires(self, width: int | None, height: int | None) -> None:
+        """The hires options; the final size only where the first pass's is known (else after loading)."""
+        scale = self.hires_scale
+        assert scale is not None
+        if not math.isfinite(scale) or scale <= 1:
+            raise UsageError(f"--hires-scale must be a finite number above 1, got {scale:g}")
+        if not 0 <= self.hires_steps <= MAX_STEPS:
+            raise UsageError(f"--hires-steps must be between 0 and {MAX_STEPS}, got {self.hires_steps}")
+        strength = self.hires_strength
+        if not math.isfinite(strength) or not 0 < strength <= 1:
+            raise UsageError(f"--hires-strength must be in (0, 1], got {strength:g}")
+        if self.hires_upscaler not in HIRES_UPSCALERS:
+            raise UsageError(
+                f"--hires-upscaler {self.hires_upscaler!r} is not one of {', '.join(HIRES_UPSCALERS)}"
+            )
+        if width is not None and height is not None:
+            final_w, final_h = self.hires_size(width, height)
+            if max(final_w, final_h) > MAX_SIZE:
+                raise UsageError(
+                    f"--hires-scale {scale:g} makes {width}x{height} into {final_w}x{final_h}, "
+                    f"over the {MAX_SIZE} px limit",
+                    hint=f"use at most --hires-scale {MAX_SIZE / max(width, height):g}",
+                )
 
     @property
     def seeds(self) -> list[int]:

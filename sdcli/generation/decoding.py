@@ -81,3 +81,10 @@ def decode(pipe: Any, latents: Any, *, upcast: bool = False) -> Decoded:
         images.float(), output_type="np", do_denormalize=[not f for f in flagged]
     )
     return Decoded(pixels=list(pixels), flagged=flagged, vae_upcast=retried)
+
+
+def decode_pil(pipe: Any, latents: Any) -> list[Any]:
+    """Latents -> PIL images as the pipeline's own `output_type="pil"` makes them (no safety checker): the
+    hires fix's Lanczos upscaler works on these."""
+    images = _vae_decode(pipe.vae, latents)
+    return list(pipe.image_processor.postprocess(images.float(), output_type="pil"))

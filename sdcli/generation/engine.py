@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdcli.core.requests import GenerationRequest
-from sdcli.errors import OutOfMemory, is_allocation_failure, out_of_memory
-from sdcli.generation import family_runs, prompts
-from sdcli.model import schedulers
-from sdcli.model.families import of_pipeline
+from sdcli.errors import OutOfMemory, UsageError, is_allocation_failure, out_of_memory
+from sdcli.generation import decoding, family_runs, prompts
+from sdcli.model import pipelines, schedulers
+from sdcli.model.families import SD, SDXL, Family, of_pipeline
 from sdcli.model.pipelines import LoadedModel
 from sdcli.model.runtime import dtype_name, generators
 
@@ -147,21 +147,95 @@ def _denoise(model: LoadedModel, call: dict[str, Any], run: _Run) -> tuple[Any, 
             notes.append(f"out of memory; retrying with {fallback}")
 
 
+HIRES_FAMILIES_MESSAGE = "hires fix is for SD 1.x/2.x and SDXL"
+
+
+def check_hires_family(family: Family) -> None:
+    if family not in (SD, SDXL):
+        raise UsageError(f"{HIRES_FAMILIES_MESSAGE}; this model is {family.label}")
+
+
+def hires_model(model: LoadedModel) -> LoadedModel:
+    """The img2img pipeline of the hires fix's second pass: the same weights (from_pipe), built once a run."""
+    check_hires_family(of_pipeline(model.pipe))
+    return pipelines.for_task(model, "img2img")
+
+
+def hires_record(request: GenerationRequest) -> dict[str, Any]:
+    if request.hires_scale is None:
+        return {}  # records without the hires fix stay as they were
+    return {
+        "hires_scale": request.hires_scale,
+        "hires_steps": request.hires_steps,
+        "hires_strength": request.hires_strength,
+        "hires_upscaler": request.hires_upscaler,
+    }
+
+
+def _hires_pass(
+    hires: LoadedModel,
+    request: GenerationRequest,
+    latents: Any,
+    size: tuple[int, int],
+    arguments: dict[str, Any],
+    run: _Run,
+) -> tuple[Any, tuple[str, ...]]:
+    """A1111's hires fix: upscale the first pass (its latents, or its decoded pixels with Lanczos), then
+    img2img at the final size with the same prompt and a generator from the same seed."""
+    import torch
+
+    final_w, final_h = size
+    if request.hires_upscaler == "latent":
+        scale = hires.pipe.vae_scale_factor
+        image: Any = torch.nn.functional.interpolate(
+            latents, size=(final_h // scale, final_w // scale), mode="nearest"
+        )
+    else:
+        from PIL import Image
+
+        image = [
+            im.resize((final_w, final_h), Image.Resampling.LANCZOS)
+            for im in decoding.decode_pil(hires.pipe, latents)
+        ]
+    steps, strength = request.hires_schedule()
+    call = {
+        **arguments,
+        "image": image,
+        "num_inference_steps": steps,
+        "strength": strength,
+        "output_type": "latent",
+    }
+    for size_key in ("width", "height"):  # img2img takes its size from the image
+        call.pop(size_key, None)
+    return _denoise(hires, call, run)
+
+
 def generate(
     model: LoadedModel,
     request: GenerationRequest,
     *,
     inputs: dict[str, Any] | None = None,
     on_step: StepCallback | None = None,
+    hires: LoadedModel | None = None,
 ) -> Iterator[GeneratedImage]:
-    """Yield each image as soon as its batch is decoded; image i has seed `request.seed + i`."""
+    """Yield each image as soon as its batch is decoded; image i has seed `request.seed + i`.
+    With `request.hires_scale`, `hires` (`hires_model(model)`) runs the second pass."""
     pipe = model.pipe
     family = of_pipeline(pipe)
     request = family_runs.with_defaults(family, pipe, request)
     native_w, native_h = native_size(pipe)
     width, height = request.width or native_w, request.height or native_h
     family_runs.check_request(family, pipe, request, width, height)
-    record = {**base_record(model, request, width, height), **family_runs.record_fields(family)}
+    if request.hires_scale is not None:
+        check_hires_family(family)
+        request.check_hires(width, height)  # the final size, now that the native size is known
+        hires = hires or hires_model(model)
+    final_w, final_h = request.hires_size(width, height) if hires is not None else (width, height)
+    record = {
+        **base_record(model, request, width, height),
+        **family_runs.record_fields(family),
+        **hires_record(request),
+    }
     if model.request.quantize:  # only when used: SD records stay as they were
         record["quantize"] = model.request.quantize
     call = dict(
@@ -211,18 +285,23 @@ def generate(
         )
         arguments = {**call, **texts, "generator": generators(chunk, noise_device)}
         latents, notes = _denoise(model, family_runs.call_arguments(family, pipe, arguments), run)
+        decoder = pipe
+        if hires is not None and request.hires_scale is not None:
+            arguments["generator"] = generators(chunk, noise_device)  # the seed's own noise again
+            latents, hires_notes = _hires_pass(hires, request, latents, (final_w, final_h), arguments, run)
+            notes, decoder = (*notes, *hires_notes), hires.pipe
         if start == 0 and conditioning:
             notes = (*conditioning.notes, *notes)
         if start == 0:
             notes = (*family_notes, *notes)
-        decoded = family_runs.decode(family, pipe, latents, width, height, upcast=run.upcast_vae)
+        decoded = family_runs.decode(family, decoder, latents, final_w, final_h, upcast=run.upcast_vae)
         if decoded.vae_upcast and not run.upcast_vae:
             run.upcast_vae = True
             notes += (
                 "the VAE produced NaN in half precision; decoded in fp32 (kept for the rest of the run)",
             )
         seconds = (time.perf_counter() - began) / len(chunk)
-        size, size_notes = family_runs.actual_size(decoded, width, height)
+        size, size_notes = family_runs.actual_size(decoded, final_w, final_h)
         extra: dict[str, Any] = {
             "vae_fp32_retry": run.upcast_vae or None,
             "oom_fallbacks": list(run.fallbacks) or None,

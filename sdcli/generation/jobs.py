@@ -113,6 +113,7 @@ def run(
 ) -> Iterator[Written]:
     """Each image is written (atomically) as soon as it is decoded, so an interrupted run keeps them all.
     An input that cannot be read any more is reported as one failed job; the others go on."""
+    hires: LoadedModel | None = None  # the hires fix's img2img pipeline, built once for the whole run
     for job in jobs:
         request, inputs = job.request, None
         if job.read_inputs is not None:
@@ -133,7 +134,9 @@ def run(
                 continue
             request = replace(request, width=inputs.width, height=inputs.height)
         args = inputs.pipeline_args if inputs else None
-        for result in engine.generate(model, request, inputs=args, on_step=on_step):
+        if request.hires_scale is not None and hires is None:
+            hires = engine.hires_model(model)
+        for result in engine.generate(model, request, inputs=args, on_step=on_step, hires=hires):
             record = {**result.record, **(inputs.record if inputs else {})}
             image = inputs.finish(result.image) if inputs and inputs.finish else result.image
             path: Path | None = job.paths[result.index - request.first_index]

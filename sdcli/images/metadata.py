@@ -162,14 +162,46 @@ def _a1111_fields(r: Mapping[str, Any]) -> dict[str, Any]:
         "Model hash": r.get("model_hash"),
         "Model": need("model"),
         "VAE": r.get("vae"),
-        "Denoising strength": r.get("strength"),
+        "Denoising strength": r.get("hires_strength") if r.get("strength") is None else r.get("strength"),
         "Clip skip": clip_skip if isinstance(clip_skip, int) and clip_skip > 1 else None,
         "Init image hash": init_image.get("hash"),
         "RNG": "CPU" if r.get("rng") == "cpu" else None,  # A1111's default is GPU noise
+        **_hires_fields(r),
         "Mask blur": r.get("mask_blur"),
         "Lora hashes": _hash_list(r.get("loras")),
         "TI hashes": _hash_list(r.get("embeddings")),
         "Version": f"sdcli {version}",
+    }
+
+
+# sdcli's --hires-upscaler -> A1111's upscaler name. A1111's plain "Latent" is bilinear; nearest is this one.
+HIRES_UPSCALER_NAMES = {"latent": "Latent (nearest)", "lanczos": "Lanczos"}
+# Read back: A1111's "Latent" (bilinear) is taken as the nearest sdcli has; other upscalers stay as named,
+# and re-making the image says --hires-upscaler does not know them.
+_HIRES_UPSCALERS_READ = {"latent (nearest)": "latent", "latent": "latent", "lanczos": "lanczos"}
+
+
+def _hires_fields(r: Mapping[str, Any]) -> dict[str, Any]:
+    if r.get("hires_scale") is None:
+        return {}
+    upscaler = r.get("hires_upscaler")
+    return {  # A1111 writes Hires steps only when they are not the main pass's
+        "Hires upscale": r["hires_scale"],
+        "Hires steps": r.get("hires_steps") or None,
+        "Hires upscaler": HIRES_UPSCALER_NAMES.get(str(upscaler), upscaler),
+    }
+
+
+def _hires_from_a1111(p: Mapping[str, Value]) -> dict[str, Any]:
+    scale = _as_float(p.get("Hires upscale"))
+    if scale is None:
+        return {}
+    upscaler = p.get("Hires upscaler")
+    return {
+        "hires_scale": scale,
+        "hires_steps": _as_int(p.get("Hires steps")) or 0,
+        "hires_strength": _as_float(p.get("Denoising strength")),
+        "hires_upscaler": _HIRES_UPSCALERS_READ.get(str(upscaler).casefold(), upscaler) if upscaler else None,
     }
 
 
@@ -340,6 +372,7 @@ def record_from_a1111(parsed: A1111Params) -> dict[str, Any]:
         "clip_skip": _as_int(p.get("Clip skip")),
         "strength": _as_float(p.get("Denoising strength")),
         "rng": {"CPU": "cpu", "GPU": "device"}.get(str(p.get("RNG", "GPU"))),
+        **_hires_from_a1111(p),
     }
     return {key: value for key, value in record.items() if value is not None}
 

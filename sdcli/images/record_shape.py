@@ -32,9 +32,10 @@ _TEXT = (
     "rng",
     "weighting",
     "config",
+    "hires_upscaler",
 )
-_INTEGER = ("schema", "steps", "seed", "width", "height", "clip_skip")
-_NUMBER = ("guidance", "strength")
+_INTEGER = ("schema", "steps", "seed", "width", "height", "clip_skip", "hires_steps")
+_NUMBER = ("guidance", "strength", "hires_scale", "hires_strength")
 _OBJECT = ("versions", "init_image", "scheduler")
 # What re-making an image may ask for: a file asking for a billion steps or a 10^6-pixel side is not a
 # record but a way to make `--from` run for ever.

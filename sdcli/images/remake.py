@@ -10,6 +10,7 @@ from typing import Any
 from sdcli.core.image_args import ImageArgs
 from sdcli.errors import UsageError
 from sdcli.images import metadata
+from sdcli.images.record_shape import is_int, is_number
 
 # ImageArgs field -> sdcli record key. Device and dtype are not taken: they describe the machine, and
 # `auto` picks the same ones again on the same machine.
@@ -29,7 +30,12 @@ STORED = {
     "strength": "strength",
     "clip_skip": "clip_skip",
     "weighting": "weighting",
+    "hires_scale": "hires_scale",
+    "hires_steps": "hires_steps",
+    "hires_strength": "hires_strength",
+    "hires_upscaler": "hires_upscaler",
 }
+HIRES = ("hires_scale", "hires_steps", "hires_strength", "hires_upscaler")  # generate's options only
 
 
 def read_record_and_warnings(image: Path) -> tuple[dict[str, Any], list[str]]:
@@ -73,6 +79,14 @@ def apply(args: ImageArgs) -> tuple[ImageArgs, list[str]]:
     changes = stored_values(record, args.given)
     if args.strength is None:  # a command without --strength (generate) takes none from the image
         changes.pop("strength", None)
+    else:  # img2img and inpaint have no hires fix: they take the size it made, not its first pass's
+        scale = changes.get("hires_scale")
+        for name in HIRES:
+            changes.pop(name, None)
+        if scale is not None and is_number(scale) and scale > 1:
+            for name in ("width", "height"):
+                if is_int(changes.get(name)):
+                    changes[name] = int(changes[name] * scale) // 8 * 8
     state = scheduler_state(record, args.given)
     # What the image stored is a given value, not a default a model family may replace.
     remade = replace(args, **changes, scheduler_state=state, defaulted=args.defaulted - changes.keys())
