@@ -114,6 +114,28 @@ def _hash_list(items: Any) -> str | None:
     return ", ".join(pairs) or None
 
 
+def _controlnet_fields(items: Any) -> dict[str, str]:
+    """A1111's ControlNet extension's `ControlNet N: "Module: ..., Model: NAME [HASH], Weight: ..."` units
+    (quoted by format_value: they hold `:` and `,`)."""
+    found: dict[str, str] = {}
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, Mapping):
+            continue
+        name = str(item.get("name", "")).replace(":", "").replace(",", "")
+        unit = {
+            "Module": item.get("preprocess") or "none",
+            "Model": f"{name} [{item['hash']}]" if item.get("hash") else name,
+            "Weight": item.get("scale", 1.0),
+            "Guidance Start": item.get("start", 0.0),
+            "Guidance End": item.get("end", 1.0),
+        }
+        text = ", ".join(
+            f"{key}: {format_value(value) if is_number(value) else value}" for key, value in unit.items()
+        )
+        found[f"ControlNet {len(found)}"] = text
+    return found
+
+
 def _schedule_label(r: Mapping[str, Any]) -> str | None:
     """The Schedule type to write. None in the record means the model's own sigmas; for a sampler whose
     A1111 "Automatic" is something else (DPM++ 2M: Karras, the SDE family: Exponential), a missing key would
@@ -169,6 +191,7 @@ def _a1111_fields(r: Mapping[str, Any]) -> dict[str, Any]:
         "Mask blur": r.get("mask_blur"),
         "Lora hashes": _hash_list(r.get("loras")),
         "TI hashes": _hash_list(r.get("embeddings")),
+        **_controlnet_fields(r.get("controlnets")),
         "Version": f"sdcli {version}",
     }
 

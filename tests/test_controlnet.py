@@ -1,0 +1,184 @@
+"""--controlnet on the tiny SD pipeline: specs, pixels against plain diffusers, metadata, usage errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdcli.core.control_specs import ControlNetSpec
+from sdcli.errors import UsageError
+from tests.png_helpers import params_and_record, pixels
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random ControlNet made from the tiny UNet; its zero convolutions are randomised too, or every
+    ControlNet output would be zero and the image the same as without it."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_sd / "unet")
+    # The tiny VAE downsamples by 2: so must the conditioning embedding.
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in controlnet.named_parameters():
+            if "zero_conv" in name or "controlnet_down_blocks" in name or "controlnet_mid_block" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+            if "conditioning_embedding.conv_out" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    folder = tmp_path_factory.mktemp("controlnets") / "tiny-control"
+    controlnet.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def control_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(3)
+    path = tmp_path_factory.mktemp("control-images") / "edges.png"
+    Image.fromarray(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def run(cli, model: Path, *extra: object, out: str = "out.png"):
+    return cli("generate", "a red boat", "-m", model, "--steps", "2", "--seed", "9", "-o", out, *extra)
+
+
+@pytest.mark.parametrize(
+    ("text", "source", "image", "numbers"),
+    [
+        ("cn:img.png", "cn", "img.png", (1.0, 0.0, 1.0)),
+        ("cn:img.png:0.5", "cn", "img.png", (0.5, 0.0, 1.0)),
+        ("cn:img.png:0.5:0.1:0.9", "cn", "img.png", (0.5, 0.1, 0.9)),
+        ("org/repo:a/b.png:2", "org/repo", "a/b.png", (2.0, 0.0, 1.0)),
+        ("./c.safetensors:/x/y.png:1e-1:0:1", "./c.safetensors", "/x/y.png", (0.1, 0.0, 1.0)),
+        ("cn:img.png:nan", "cn", "img.png", (float("nan"), 0.0, 1.0)),
+    ],
+)
+def test_spec_parsing(text: str, source: str, image: str, numbers: tuple[float, float, float]) -> None:
+    spec = ControlNetSpec.parse(text)
+    assert (spec.source, spec.image) == (source, Path(image))
+    np.testing.assert_equal((spec.scale, spec.start, spec.end), numbers)
+
+
+def test_spec_splits_where_the_image_exists(tmp_path: Path) -> None:
+    (tmp_path / "we:ird.png").write_bytes(b"x")
+    spec = ControlNetSpec.parse(f"my-cn:{tmp_path}/we:ird.png:0.7")
+    assert (spec.source, spec.image, spec.scale) == ("my-cn", tmp_path / "we:ird.png", 0.7)
+
+
+@pytest.mark.parametrize("text", ["cn", "cn:img.png:1:0", ":img.png"])
+def test_bad_spec_shapes(text: str) -> None:
+    with pytest.raises(UsageError):
+        ControlNetSpec.parse(text)
+
+
+def test_pixels_equal_plain_diffusers(cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path) -> None:
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
+    result = run(cli, tiny_sd, "--controlnet", f"{tiny_controlnet}:{control_image}:0.8:0:0.5")
+    assert result.exit_code == 0, result.stderr
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(
+        tiny_sd, controlnet=ControlNetModel.from_pretrained(tiny_controlnet)
+    )
+    pipe.set_progress_bar_config(disable=True)
+    with Image.open(control_image) as im:
+        control = im.convert("RGB")
+    from PIL import ImageOps
+
+    control = ImageOps.fit(control, (64, 64), method=Image.Resampling.LANCZOS)
+    expected = pipe(
+        "a red boat",
+        image=control,
+        num_inference_steps=2,
+        guidance_scale=7.0,
+        width=64,
+        height=64,
+        controlnet_conditioning_scale=0.8,
+        control_guidance_start=0.0,
+        control_guidance_end=0.5,
+        generator=torch.Generator("cpu").manual_seed(9),
+    ).images[0]
+    assert np.array_equal(pixels("out.png"), np.asarray(expected))
+
+    plain = run(cli, tiny_sd, out="plain.png")
+    assert plain.exit_code == 0, plain.stderr
+    assert not np.array_equal(pixels("out.png"), pixels("plain.png"))
+
+
+def test_scale_zero_is_the_image_without_controlnet(
+    cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path
+) -> None:
+    zero = run(cli, tiny_sd, "--controlnet", f"{tiny_controlnet}:{control_image}:0", out="zero.png")
+    plain = run(cli, tiny_sd, out="plain.png")
+    assert zero.exit_code == 0 and plain.exit_code == 0, zero.stderr + plain.stderr
+    assert np.array_equal(pixels("zero.png"), pixels("plain.png"))
+
+
+def test_metadata(cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path) -> None:
+    result = run(
+        cli,
+        tiny_sd,
+        "--controlnet",
+        f"{tiny_controlnet}:{control_image}:0.8:0.1:0.9",
+        "--controlnet",
+        f"{tiny_controlnet}:{control_image}",
+    )
+    assert result.exit_code == 0, result.stderr
+    params, record = params_and_record("out.png")
+    first, second = record["controlnets"]
+    assert record["pipeline"] == "StableDiffusionControlNetPipeline"
+    assert first["name"] == "tiny-control" and len(first["hash"]) == 10
+    assert (first["scale"], first["start"], first["end"], first["preprocess"]) == (0.8, 0.1, 0.9, "none")
+    assert first["image"]["name"] == "edges.png" and len(first["image"]["hash"]) == 10
+    assert (second["scale"], second["start"], second["end"]) == (1.0, 0.0, 1.0)
+    assert (
+        f'ControlNet 0: "Module: none, Model: tiny-control [{first["hash"]}], Weight: 0.8, '
+        f'Guidance Start: 0.1, Guidance End: 0.9"'
+    ) in params
+    assert 'ControlNet 1: "Module: none, Model: tiny-control' in params
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("{cn}:missing.png", "missing.png: no such file"),
+        ("{cn}:{img}:1:0.8:0.2", "START 0.8 is after END 0.2"),
+        ("{cn}:{img}:inf", "the scale must be a finite number"),
+        ("{cn}:{img}:1:0:2", "between 0 and 1"),
+        ("./no/such/cn:{img}", "no such file or folder"),
+        ("{cn}:{img}:1:0", "not two numbers"),
+    ],
+)
+def test_bad_specs_exit_2_before_loading(
+    cli, tiny_controlnet: Path, control_image: Path, spec: str, message: str
+) -> None:
+    text = spec.format(cn=tiny_controlnet, img=control_image)
+    result = cli("generate", "a cat", "-m", "no/such-model", "--controlnet", text)
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr
+    assert "no/such-model" not in result.stderr  # it failed before the model was looked for
+
+
+def test_unreadable_control_image_and_bad_preprocess_exit_2(
+    cli, tiny_controlnet: Path, tmp_path: Path, control_image: Path
+) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    result = cli("generate", "a cat", "-m", "no/such-model", "--controlnet", f"{tiny_controlnet}:{broken}")
+    assert result.exit_code == 2 and "broken.png" in result.stderr
+    result = cli(
+        "generate",
+        "a cat",
+        "-m",
+        "no/such-model",
+        "--controlnet",
+        f"{tiny_controlnet}:{control_image}",
+        "--control-preprocess",
+        "hed",
+    )
+    assert result.exit_code == 2 and "--control-preprocess 'hed'" in result.stderr
