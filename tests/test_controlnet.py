@@ -182,3 +182,100 @@ def test_unreadable_control_image_and_bad_preprocess_exit_2(
         "hed",
     )
     assert result.exit_code == 2 and "--control-preprocess 'hed'" in result.stderr
+
+
+def fitted(path: Path, width: int, height: int) -> Image.Image:
+    from PIL import ImageOps
+
+    with Image.open(path) as im:
+        return ImageOps.fit(im.convert("RGB"), (width, height), method=Image.Resampling.LANCZOS)
+
+
+def test_img2img_pixels_equal_plain_diffusers(
+    cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path, tmp_path: Path
+) -> None:
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline
+
+    rng = np.random.default_rng(5)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photo)
+    args = (
+        "--steps",
+        "4",
+        "--seed",
+        "3",
+        "-o",
+        "out.png",
+        "--controlnet",
+        f"{tiny_controlnet}:{control_image}",
+    )
+    result = cli("img2img", "a red boat", photo, "-m", tiny_sd, *args)
+    assert result.exit_code == 0, result.stderr
+    params, record = params_and_record("out.png")
+    assert record["pipeline"] == "StableDiffusionControlNetImg2ImgPipeline"
+    assert record["controlnets"][0]["image"]["name"] == "edges.png"
+
+    pipe = StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
+        tiny_sd, controlnet=ControlNetModel.from_pretrained(tiny_controlnet)
+    )
+    pipe.set_progress_bar_config(disable=True)
+    with Image.open(photo) as im:
+        init = im.convert("RGB")
+    expected = pipe(
+        "a red boat",
+        image=init,
+        control_image=fitted(control_image, 64, 48),
+        controlnet_conditioning_scale=1.0,  # this pipeline's own default is 0.8; --controlnet's is 1
+        strength=0.75,
+        num_inference_steps=4,
+        guidance_scale=7.0,
+        width=64,
+        height=48,
+        generator=torch.Generator("cpu").manual_seed(3),
+    ).images[0]
+    assert np.array_equal(pixels("out.png"), np.asarray(expected))
+
+
+def test_inpaint_with_controlnet(
+    cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path, tmp_path: Path
+) -> None:
+    photo, mask = tmp_path / "photo.png", tmp_path / "mask.png"
+    Image.fromarray(np.random.default_rng(6).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photo)
+    painted = Image.new("L", (64, 48), 0)
+    painted.paste(255, (32, 0, 64, 48))
+    painted.save(mask)
+    common = (photo, mask, "a dog", "-m", tiny_sd, "--steps", "2", "--seed", "2", "--strength", "1")
+    result = cli("inpaint", *common, "-o", "cn.png", "--controlnet", f"{tiny_controlnet}:{control_image}")
+    assert result.exit_code == 0, result.stderr
+    plain = cli("inpaint", *common, "-o", "plain.png")
+    assert plain.exit_code == 0, plain.stderr
+    _params, record = params_and_record("cn.png")
+    assert record["pipeline"] == "StableDiffusionControlNetInpaintPipeline"
+    out, original = pixels("cn.png"), pixels(photo)
+    assert np.abs(out[:, :24].astype(int) - original[:, :24]).mean() < 1  # the kept half is kept
+    assert not np.array_equal(out, pixels("plain.png"))
+
+
+def test_from_warns_when_controlnets_are_not_given_again(
+    cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path
+) -> None:
+    result = run(cli, tiny_sd, "--controlnet", f"{tiny_controlnet}:{control_image}:0.5", out="a.png")
+    assert result.exit_code == 0, result.stderr
+    again = cli("generate", "--from", "a.png", "-m", tiny_sd, "-o", "b.png")
+    assert again.exit_code == 0, again.stderr
+    assert "ControlNet tiny-control" in again.stderr and "pass --controlnet again" in again.stderr
+    with_it = cli(
+        "generate",
+        "--from",
+        "a.png",
+        "-m",
+        tiny_sd,
+        "-o",
+        "c.png",
+        "--controlnet",
+        f"{tiny_controlnet}:{control_image}:0.5",
+    )
+    assert with_it.exit_code == 0, with_it.stderr
+    assert "ControlNet" not in with_it.stderr
+    assert np.array_equal(pixels("a.png"), pixels("c.png"))
