@@ -279,3 +279,38 @@ def test_from_warns_when_controlnets_are_not_given_again(
     assert with_it.exit_code == 0, with_it.stderr
     assert "ControlNet" not in with_it.stderr
     assert np.array_equal(pixels("a.png"), pixels("c.png"))
+
+
+def test_canny_without_opencv_exits_2_with_the_pip_line(
+    cli, tiny_controlnet: Path, control_image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
+    spec = f"{tiny_controlnet}:{control_image}"
+    result = cli(
+        "generate", "a cat", "-m", "no/such-model", "--controlnet", spec, "--control-preprocess", "canny"
+    )
+    assert result.exit_code == 2, result.stderr
+    assert "needs OpenCV" in result.stderr and "pip install 'sdcli[control]'" in result.stderr
+
+
+def test_canny_map_with_a_stand_in_opencv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The map is cv2.Canny of the grey image at A1111's thresholds, as white-on-black RGB."""
+    import sys
+    import types
+
+    from sdcli.images import control_images
+
+    seen = {}
+
+    def canny(grey: np.ndarray, low: int, high: int) -> np.ndarray:
+        seen.update(shape=grey.shape, thresholds=(low, high))
+        return np.where(grey > 127, 255, 0).astype(np.uint8)
+
+    monkeypatch.setitem(sys.modules, "cv2", types.SimpleNamespace(Canny=canny))
+    image = Image.new("RGB", (16, 8), (200, 200, 200))
+    mapped = control_images.control_map(image, "canny")
+    assert mapped.mode == "RGB" and mapped.size == (16, 8)
+    assert seen == {"shape": (8, 16), "thresholds": (100, 200)}
+    assert control_images.control_map(image, "none") is image
