@@ -314,3 +314,28 @@ def test_canny_map_with_a_stand_in_opencv(monkeypatch: pytest.MonkeyPatch) -> No
     assert mapped.mode == "RGB" and mapped.size == (16, 8)
     assert seen == {"shape": (8, 16), "thresholds": (100, 200)}
     assert control_images.control_map(image, "none") is image
+
+
+def test_a1111_controlnet_units_read_back() -> None:
+    from sdcli.images import metadata
+
+    text = (
+        "a house\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, "
+        'ControlNet 0: "Module: canny, Model: control_v11p_sd15_canny [d14c016b], Weight: 0.8, '
+        'Guidance Start: 0.1, Guidance End: 0.9", '
+        'ControlNet 1: "Module: none, Model: depth, Weight: x, Guidance Start: 0, Guidance End: inf"'
+    )
+    record = metadata.record_from_a1111(metadata.parse_a1111(text))
+    assert record["controlnets"] == [
+        {
+            "name": "control_v11p_sd15_canny",
+            "hash": "d14c016b",
+            "scale": 0.8,
+            "start": 0.1,
+            "end": 0.9,
+            "preprocess": "canny",
+        },
+        {"name": "depth", "hash": None, "scale": 1.0, "start": 0.0, "end": 1.0, "preprocess": "none"},
+    ]
+    written = metadata.a1111_parameters({"prompt": "a house", **record})
+    assert 'ControlNet 0: "Module: canny, Model: control_v11p_sd15_canny [d14c016b], Weight: 0.8' in written

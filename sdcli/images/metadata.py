@@ -363,8 +363,37 @@ def record_from_a1111(parsed: A1111Params) -> dict[str, Any]:
         "clip_skip": _as_int(p.get("Clip skip")),
         "strength": _as_float(p.get("Denoising strength")),
         "rng": {"CPU": "cpu", "GPU": "device"}.get(str(p.get("RNG", "GPU"))),
+        "controlnets": _controlnets_from_a1111(p) or None,
     }
     return {key: value for key, value in record.items() if value is not None}
+
+
+_CONTROLNET_KEY_RE = re.compile(r"ControlNet \d{1,3}")
+_CONTROLNET_MODEL_RE = re.compile(r"(.*?)(?: \[([0-9a-fA-F]{8,64})\])?")
+
+
+def _controlnets_from_a1111(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ControlNet extension's `ControlNet N` units, as the record's `controlnets` (what is readable)."""
+    found = []
+    for key, value in params.items():
+        if not _CONTROLNET_KEY_RE.fullmatch(str(key)) or not isinstance(value, str):
+            continue
+        unit = dict(part.partition(": ")[::2] for part in value.split(", ") if ": " in part)
+        match = _CONTROLNET_MODEL_RE.fullmatch(unit.get("Model", "").strip())
+        name, digest = (match.group(1), match.group(2)) if match else ("", None)
+        numbers: dict[str, float] = {}
+        for number, label, default in (
+            ("scale", "Weight", 1.0),
+            ("start", "Guidance Start", 0.0),
+            ("end", "Guidance End", 1.0),
+        ):
+            try:
+                read = float(unit.get(label, default))
+            except ValueError:
+                read = default
+            numbers[number] = read if math.isfinite(read) else default
+        found.append({"name": name or None, "hash": digest, **numbers, "preprocess": unit.get("Module")})
+    return found
 
 
 # -- reading files -------------------------------------------------------------------------------------------
