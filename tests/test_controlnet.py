@@ -339,3 +339,59 @@ def test_a1111_controlnet_units_read_back() -> None:
     ]
     written = metadata.a1111_parameters({"prompt": "a house", **record})
     assert 'ControlNet 0: "Module: canny, Model: control_v11p_sd15_canny [d14c016b], Weight: 0.8' in written
+
+
+def test_sdxl_pixels_equal_plain_diffusers(cli, tiny_sdxl: Path, control_image: Path, tmp_path: Path) -> None:
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_sdxl / "unet")
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(1)
+        for name, param in controlnet.named_parameters():
+            if "controlnet_down_blocks" in name or "controlnet_mid_block" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    folder = tmp_path / "xl-control"
+    controlnet.save_pretrained(folder)
+    result = cli(
+        "generate",
+        "a red boat",
+        "-m",
+        tiny_sdxl,
+        "--steps",
+        "2",
+        "--seed",
+        "4",
+        "-o",
+        "xl.png",
+        "--controlnet",
+        f"{folder}:{control_image}:0.7",
+    )
+    assert result.exit_code == 0, result.stderr
+    _params, record = params_and_record("xl.png")
+    assert record["pipeline"] == "StableDiffusionXLControlNetPipeline"
+    pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
+        tiny_sdxl, controlnet=ControlNetModel.from_pretrained(folder)
+    )
+    pipe.set_progress_bar_config(disable=True)
+    size = pixels("xl.png").shape
+    # sdcli encodes SDXL prompts itself (A1111's way: its empty negative is encoded, not zeros), so the
+    # plain script takes the same embeddings: what is compared is the ControlNet's part.
+    from sdcli.generation import prompts
+
+    texts = prompts.encode(pipe, "a red boat", "", weighting="a1111", clip_skip=1, long=True).batch(1)
+    expected = pipe(
+        **texts,
+        image=fitted(control_image, size[1], size[0]),
+        num_inference_steps=2,
+        guidance_scale=7.0,
+        width=size[1],
+        height=size[0],
+        controlnet_conditioning_scale=0.7,
+        generator=torch.Generator("cpu").manual_seed(4),
+    ).images[0]
+    plain = cli("generate", "a red boat", "-m", tiny_sdxl, "--steps", "2", "--seed", "4", "-o", "plain.png")
+    assert plain.exit_code == 0, plain.stderr
+    assert not np.array_equal(pixels("xl.png"), pixels("plain.png"))
+    assert np.array_equal(pixels("xl.png"), np.asarray(expected))
