@@ -395,3 +395,38 @@ def test_sdxl_pixels_equal_plain_diffusers(cli, tiny_sdxl: Path, control_image: 
     assert plain.exit_code == 0, plain.stderr
     assert not np.array_equal(pixels("xl.png"), pixels("plain.png"))
     assert np.array_equal(pixels("xl.png"), np.asarray(expected))
+
+
+def test_two_controlnets_equal_plain_multicontrolnet(
+    cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path, tmp_path: Path
+) -> None:
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
+    second = tmp_path / "second.png"
+    Image.fromarray(np.random.default_rng(8).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(second)
+    result = run(
+        cli,
+        tiny_sd,
+        "--controlnet",
+        f"{tiny_controlnet}:{control_image}:0.6:0:0.5",
+        "--controlnet",
+        f"{tiny_controlnet}:{second}:1.2:0.5:1",
+    )
+    assert result.exit_code == 0, result.stderr
+    controlnet = ControlNetModel.from_pretrained(tiny_controlnet)
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(tiny_sd, controlnet=[controlnet, controlnet])
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        "a red boat",
+        image=[fitted(control_image, 64, 64), fitted(second, 64, 64)],
+        num_inference_steps=2,
+        guidance_scale=7.0,
+        width=64,
+        height=64,
+        controlnet_conditioning_scale=[0.6, 1.2],
+        control_guidance_start=[0.0, 0.5],
+        control_guidance_end=[0.5, 1.0],
+        generator=torch.Generator("cpu").manual_seed(9),
+    ).images[0]
+    assert np.array_equal(pixels("out.png"), np.asarray(expected))
