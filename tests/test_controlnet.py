@@ -430,3 +430,16 @@ def test_two_controlnets_equal_plain_multicontrolnet(
         generator=torch.Generator("cpu").manual_seed(9),
     ).images[0]
     assert np.array_equal(pixels("out.png"), np.asarray(expected))
+
+
+def test_single_safetensors_file_with_its_config_beside_it(
+    cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path
+) -> None:
+    spec = f"{tiny_controlnet}:{control_image}:0.8"
+    weights = tiny_controlnet / "diffusion_pytorch_model.safetensors"
+    folder = run(cli, tiny_sd, "--controlnet", spec, out="folder.png")
+    single = run(cli, tiny_sd, "--controlnet", f"{weights}:{control_image}:0.8", out="file.png")
+    assert folder.exit_code == 0 and single.exit_code == 0, folder.stderr + single.stderr
+    assert np.array_equal(pixels("folder.png"), pixels("file.png"))
+    (_, a), (_, b) = params_and_record("folder.png"), params_and_record("file.png")
+    assert a["controlnets"][0]["hash"] == b["controlnets"][0]["hash"]

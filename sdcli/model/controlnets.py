@@ -68,11 +68,18 @@ def load(specs: tuple[ControlNetSpec, ...], dtype: Any, device: Any) -> tuple[An
         path = _folder_or_file(spec)
         try:
             if path.is_file():
-                model = ControlNetModel.from_single_file(str(path), torch_dtype=dtype)
+                # A config.json beside the file (a diffusers folder's weights) is its config; without one,
+                # diffusers infers the architecture and takes that config from the Hub (cache).
+                beside = path.parent / "config.json"
+                config = {"config": str(path.parent)} if beside.is_file() else {}
+                model = ControlNetModel.from_single_file(str(path), torch_dtype=dtype, **config)
             else:
                 model = ControlNetModel.from_pretrained(path, dtype=dtype, use_safetensors=True)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise ModelUnavailable(f"cannot load ControlNet {spec.source}: {first_line(exc)}") from exc
+            raise ModelUnavailable(
+                f"cannot load ControlNet {spec.source}: {first_line(exc)}",
+                hint="a single file needs a config: a config.json beside it, or its Hub repo's, cached",
+            ) from exc
         models.append(model.to(device))
         records.append(
             {
