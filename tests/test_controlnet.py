@@ -443,3 +443,16 @@ def test_single_safetensors_file_with_its_config_beside_it(
     assert np.array_equal(pixels("folder.png"), pixels("file.png"))
     (_, a), (_, b) = params_and_record("folder.png"), params_and_record("file.png")
     assert a["controlnets"][0]["hash"] == b["controlnets"][0]["hash"]
+
+
+def test_worker_refuses_controlnets() -> None:
+    from sdcli.core.requests import ModelRequest
+    from sdcli.worker import protocol
+
+    data = {
+        **protocol.model_to_json(ModelRequest()),
+        "controlnets": [{"source": "x", "image": "/etc/passwd"}],
+    }
+    with pytest.raises(protocol.BadRequest, match="does not run ControlNets"):
+        protocol.model_from_json(data)
+    assert protocol.model_from_json(protocol.model_to_json(ModelRequest())) == ModelRequest().validated()
