@@ -456,3 +456,23 @@ def test_worker_refuses_controlnets() -> None:
     with pytest.raises(protocol.BadRequest, match="does not run ControlNets"):
         protocol.model_from_json(data)
     assert protocol.model_from_json(protocol.model_to_json(ModelRequest())) == ModelRequest().validated()
+
+
+def test_cached_hub_controlnet(cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path) -> None:
+    import shutil
+
+    from sdcli.hub.cache import repo_folder
+
+    repo = repo_folder("test-org/tiny-control")
+    commit = "c" * 40
+    shutil.copytree(tiny_controlnet, repo / "snapshots" / commit, dirs_exist_ok=True)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    local = run(cli, tiny_sd, "--controlnet", f"{tiny_controlnet}:{control_image}", out="local.png")
+    hub = run(
+        cli, tiny_sd, "--offline", "--controlnet", f"test-org/tiny-control:{control_image}", out="hub.png"
+    )
+    assert local.exit_code == 0 and hub.exit_code == 0, local.stderr + hub.stderr
+    assert np.array_equal(pixels("local.png"), pixels("hub.png"))
+    _params, record = params_and_record("hub.png")
+    assert record["controlnets"][0]["name"] == "test-org/tiny-control"
