@@ -77,13 +77,24 @@ def plan_run(
         for spec in specs
     ]
     outputs.check_free([path for job in work for path in job.paths], plan)
+    if model.controlnets:  # every control image decodes, and canny's OpenCV is there, before loading
+        from sdcli.images import control_images
+
+        control_images.check(model.controlnets, model.control_preprocess)
     if model.scheduler_state is None:  # else the image's exact scheduler is used, whatever its name
         schedulers.check_names(model.scheduler, model.schedule)
     model = replace(model, quantize=quantization.validated(model.quantize))  # its package is installed
     if args.offline:
         set_offline()
     return jobs.RunPlan(
-        model, work, plan, not args.no_metadata, args.keep_filtered, task, bad_inputs, not args.no_worker
+        model,
+        work,
+        plan,
+        not args.no_metadata,
+        args.keep_filtered,
+        task,
+        bad_inputs,
+        not args.no_worker and not model.controlnets,  # the worker protocol carries no ControlNets yet
     )
 
 

@@ -327,6 +327,21 @@ Embedding = Annotated[
         help="Textual-inversion embedding; its token defaults to the file name. Repeatable.",
     ),
 ]
+ControlNet = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--controlnet",
+        metavar="MODEL:IMAGE[:SCALE[:START:END]]",
+        help="ControlNet (folder, .safetensors or Hub id) and its control image; weight (default 1) and "
+        "guidance window (default 0:1) after ':'. Repeatable.",
+    ),
+]
+ControlPreprocess = Annotated[
+    str,
+    typer.Option(
+        "--control-preprocess", help="Turn each control image into its map: canny, or none (used as is)."
+    ),
+]
 ClipSkip = Annotated[
     int,
     typer.Option(
@@ -358,6 +373,8 @@ SHARED_OPTIONS: dict[str, Any] = {
     "allow_pickle": AllowPickle,
     "lora": Lora,
     "embedding": Embedding,
+    "controlnet": ControlNet,
+    "control_preprocess": ControlPreprocess,
     "scheduler": Scheduler,
     "schedule": Schedule,
     "clip_skip": ClipSkip,
@@ -395,7 +412,11 @@ SHARED_OPTIONS: dict[str, Any] = {
     "no_worker": NoWorker,
 }
 _ARG_DEFAULTS = {f.name: f.default for f in fields(ImageArgs) if f.name in ImageArgs.names()}
-_LISTS = ("lora", "embedding")  # repeatable: Typer gives a list or None, ImageArgs holds a tuple
+_LISTS = (
+    "lora",
+    "embedding",
+    "controlnet",
+)  # repeatable: Typer gives a list or None, ImageArgs holds a tuple
 
 
 def command_options(ctx: typer.Context) -> dict[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from sdcli.core import control_specs
 from sdcli.core.requests import DEFAULT_MODEL, GenerationRequest, MemoryOptions, ModelRequest
 from sdcli.core.specs import EmbeddingSpec, LoraSpec
 from sdcli.errors import UsageError
@@ -29,6 +30,8 @@ class ImageArgs:
     allow_pickle: bool = False
     lora: tuple[str, ...] = ()
     embedding: tuple[str, ...] = ()
+    controlnet: tuple[str, ...] = ()  # MODEL:IMAGE[:SCALE[:START:END]]
+    control_preprocess: str = "none"
     scheduler: str | None = None
     schedule: str | None = None
     clip_skip: int = 1
@@ -127,6 +130,8 @@ class ImageArgs:
             quantize=self.quantize,
             loras=tuple(LoraSpec.parse(text) for text in self.lora),
             embeddings=tuple(EmbeddingSpec.parse(text) for text in self.embedding),
+            controlnets=control_specs.parse_all(self.controlnet, self.control_preprocess, self.allow_pickle),
+            control_preprocess=self.control_preprocess,
         ).validated()
 
     def generation_request(self, prompt: str | None = None) -> GenerationRequest:

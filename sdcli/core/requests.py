@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from sdcli.core import specs
+from sdcli.core.control_specs import ControlNetSpec
 from sdcli.core.specs import EmbeddingSpec, LoraSpec
 from sdcli.errors import UsageError
 
@@ -74,6 +75,8 @@ class ModelRequest:
     loras: tuple[LoraSpec, ...] = ()
     embeddings: tuple[EmbeddingSpec, ...] = ()
     quantize: str | None = None  # a sdcli.model.quantization scheme name: bnb-4bit, torchao-int8, ...
+    controlnets: tuple[ControlNetSpec, ...] = ()  # parsed and checked by control_specs.parse_all
+    control_preprocess: str = "none"  # how each control image becomes its control map: none, canny
 
     def validated(self) -> ModelRequest:
         model = MODEL_ALIASES.get(self.model, self.model)

@@ -250,6 +250,8 @@ def generate(
         call.update(width=width, height=height)
     if request.strength is not None:
         call["strength"] = request.strength
+    if model.controlnets:
+        record["controlnets"] = _controls(model, call, width, height)
     if on_step is not None:
 
         def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -330,6 +332,20 @@ def generate(
         # Dropping the batch's tensors is enough for memory to stay flat (measured over 50 images);
         # a gc.collect() here cost 0.4 s per image.
         del latents, decoded
+
+
+def _controls(model: LoadedModel, call: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
+    """Adds the control maps, at the output size, to the pipeline call; returns the `controlnets` records."""
+    from sdcli.images import control_images
+
+    specs, preprocess = model.request.controlnets, model.request.control_preprocess
+    key = "control_image" if "control_image" in inspect.signature(model.pipe.__call__).parameters else "image"
+    args, images = control_images.pipeline_args(specs, preprocess, width, height, image_key=key)
+    call.update(args)
+    return [
+        {**found, "preprocess": preprocess, "image": image}
+        for found, image in zip(model.controlnets, images, strict=True)
+    ]
 
 
 def timings(device: Any, seconds: float) -> dict[str, Any]:

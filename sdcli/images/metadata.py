@@ -114,6 +114,28 @@ def _hash_list(items: Any) -> str | None:
     return ", ".join(pairs) or None
 
 
+def _controlnet_fields(items: Any) -> dict[str, str]:
+    """A1111's ControlNet extension's `ControlNet N: "Module: ..., Model: NAME [HASH], Weight: ..."` units
+    (quoted by format_value: they hold `:` and `,`)."""
+    found: dict[str, str] = {}
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, Mapping):
+            continue
+        name = str(item.get("name", "")).replace(":", "").replace(",", "")
+        unit = {
+            "Module": item.get("preprocess") or "none",
+            "Model": f"{name} [{item['hash']}]" if item.get("hash") else name,
+            "Weight": item.get("scale", 1.0),
+            "Guidance Start": item.get("start", 0.0),
+            "Guidance End": item.get("end", 1.0),
+        }
+        text = ", ".join(
+            f"{key}: {format_value(value) if is_number(value) else value}" for key, value in unit.items()
+        )
+        found[f"ControlNet {len(found)}"] = text
+    return found
+
+
 def _schedule_label(r: Mapping[str, Any]) -> str | None:
     """The Schedule type to write. None in the record means the model's own sigmas; for a sampler whose
     A1111 "Automatic" is something else (DPM++ 2M: Karras, the SDE family: Exponential), a missing key would
@@ -170,6 +192,7 @@ def _a1111_fields(r: Mapping[str, Any]) -> dict[str, Any]:
         "Mask blur": r.get("mask_blur"),
         "Lora hashes": _hash_list(r.get("loras")),
         "TI hashes": _hash_list(r.get("embeddings")),
+        **_controlnet_fields(r.get("controlnets")),
         "Version": f"sdcli {version}",
     }
 
@@ -373,8 +396,37 @@ def record_from_a1111(parsed: A1111Params) -> dict[str, Any]:
         "strength": _as_float(p.get("Denoising strength")),
         "rng": {"CPU": "cpu", "GPU": "device"}.get(str(p.get("RNG", "GPU"))),
         **_hires_from_a1111(p),
+        "controlnets": _controlnets_from_a1111(p) or None,
     }
     return {key: value for key, value in record.items() if value is not None}
+
+
+_CONTROLNET_KEY_RE = re.compile(r"ControlNet \d{1,3}")
+_CONTROLNET_MODEL_RE = re.compile(r"(.*?)(?: \[([0-9a-fA-F]{8,64})\])?")
+
+
+def _controlnets_from_a1111(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ControlNet extension's `ControlNet N` units, as the record's `controlnets` (what is readable)."""
+    found = []
+    for key, value in params.items():
+        if not _CONTROLNET_KEY_RE.fullmatch(str(key)) or not isinstance(value, str):
+            continue
+        unit = dict(part.partition(": ")[::2] for part in value.split(", ") if ": " in part)
+        match = _CONTROLNET_MODEL_RE.fullmatch(unit.get("Model", "").strip())
+        name, digest = (match.group(1), match.group(2)) if match else ("", None)
+        numbers: dict[str, float] = {}
+        for number, label, default in (
+            ("scale", "Weight", 1.0),
+            ("start", "Guidance Start", 0.0),
+            ("end", "Guidance End", 1.0),
+        ):
+            try:
+                read = float(unit.get(label, default))
+            except ValueError:
+                read = default
+            numbers[number] = read if math.isfinite(read) else default
+        found.append({"name": name or None, "hash": digest, **numbers, "preprocess": unit.get("Module")})
+    return found
 
 
 # -- reading files -------------------------------------------------------------------------------------------

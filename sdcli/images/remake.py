@@ -88,6 +88,17 @@ def apply(args: ImageArgs) -> tuple[ImageArgs, list[str]]:
                 if is_int(changes.get(name)):
                     changes[name] = int(changes[name] * scale) // 8 * 8
     state = scheduler_state(record, args.given)
+    warnings = [*warnings, *_controlnet_warning(record, args)]
     # What the image stored is a given value, not a default a model family may replace.
     remade = replace(args, **changes, scheduler_state=state, defaulted=args.defaulted - changes.keys())
     return remade, warnings
+
+
+def _controlnet_warning(record: dict[str, Any], args: ImageArgs) -> list[str]:
+    """ControlNets, like LoRAs, are recorded but not reused (their files may be anywhere): say so when the
+    image had some and the command line gives none, rather than drop them silently."""
+    stored = record.get("controlnets")
+    if args.controlnet or not isinstance(stored, list) or not stored:
+        return []
+    names = ", ".join(str(item.get("name")) for item in stored if isinstance(item, dict))
+    return [f"it was made with ControlNet {names}, which --from does not reuse: pass --controlnet again"]

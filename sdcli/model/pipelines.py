@@ -131,6 +131,7 @@ class LoadedModel:
     notes: tuple[str, ...] = ()  # warnings for the user: options dropped, dtype fallbacks
     loras: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale
     embeddings: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, token
+    controlnets: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale, start, end
 
 
 def load_model(request: ModelRequest) -> LoadedModel:
@@ -162,6 +163,12 @@ def _load_model(request: ModelRequest) -> LoadedModel:
     # Adapters go in before memory.apply: torch.compile must see the UNet with its LoRA layers.
     loras = adapters.load_loras(pipe, request.loras)
     embeddings = adapters.load_embeddings(pipe, request.embeddings)
+    controlnet_records: list[dict[str, Any]] = []
+    if request.controlnets:  # before memory.apply, so offload hooks and compile see the ControlNet too
+        from sdcli.model import controlnets
+
+        controlnet, controlnet_records = controlnets.load(request.controlnets, dtype, device)
+        pipe = controlnets.attach(pipe, controlnet, source.name)
     memory.apply(pipe, options, device)
     if stored is not None:
         pipe.scheduler = stored
@@ -170,7 +177,18 @@ def _load_model(request: ModelRequest) -> LoadedModel:
         choice = schedulers.resolve(request.scheduler or current, request.schedule)
         pipe.scheduler = schedulers.build(choice, pipe.scheduler.config)
     notes = (*dtype_notes, *memory_notes, *checkpoint_notes(source, request))
-    return LoadedModel(pipe, source, device, dtype, request, options, notes, tuple(loras), tuple(embeddings))
+    return LoadedModel(
+        pipe,
+        source,
+        device,
+        dtype,
+        request,
+        options,
+        notes,
+        tuple(loras),
+        tuple(embeddings),
+        tuple(controlnet_records),
+    )
 
 
 def checkpoint_notes(source: ModelSource, request: ModelRequest) -> tuple[str, ...]:
@@ -190,6 +208,8 @@ TASK_PIPELINES = {
         "StableDiffusionXLPipeline": "StableDiffusionXLImg2ImgPipeline",
         "StableDiffusion3Pipeline": "StableDiffusion3Img2ImgPipeline",
         "FluxPipeline": "FluxImg2ImgPipeline",
+        "StableDiffusionControlNetPipeline": "StableDiffusionControlNetImg2ImgPipeline",
+        "StableDiffusionXLControlNetPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
     },
     "inpaint": {
         "StableDiffusionPipeline": "StableDiffusionInpaintPipeline",
@@ -200,6 +220,8 @@ TASK_PIPELINES = {
         "StableDiffusion3Img2ImgPipeline": "StableDiffusion3InpaintPipeline",
         "FluxPipeline": "FluxInpaintPipeline",
         "FluxImg2ImgPipeline": "FluxInpaintPipeline",
+        "StableDiffusionControlNetPipeline": "StableDiffusionControlNetInpaintPipeline",
+        "StableDiffusionXLControlNetPipeline": "StableDiffusionXLControlNetInpaintPipeline",
     },
 }
 

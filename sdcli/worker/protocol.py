@@ -70,6 +70,9 @@ def model_from_json(data: Any) -> ModelRequest:
     known = {f.name for f in fields(ModelRequest)}
     no_unknown(data, known, "model")
     values = dict(data)
+    if values.get("controlnets"):  # the client never sends them (it runs ControlNets itself); nor may others
+        raise BadRequest("model.controlnets: the worker does not run ControlNets")
+    values.pop("controlnets", None)
     try:
         if "memory" in values:
             memory = as_object(values["memory"], "model.memory")

@@ -1,0 +1,83 @@
+"""`--controlnet MODEL:IMAGE[:SCALE[:START:END]]` and `--control-preprocess`, parsed and checked before any
+model loads. Pure string and file-existence work: no torch, no diffusers, no image decoding."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdcli.core.specs import refuse_pickle
+from sdcli.errors import UsageError
+
+PREPROCESSORS = ("none", "canny")
+USAGE = "--controlnet MODEL:IMAGE[:SCALE[:START:END]], e.g. ./control-canny:edges.png:0.8:0:0.6"
+
+
+@dataclass(frozen=True)
+class ControlNetSpec:
+    source: str  # a local diffusers ControlNet folder, a single .safetensors file, or a cached Hub id
+    image: Path  # the control image (the control map itself with --control-preprocess none)
+    scale: float = 1.0  # controlnet_conditioning_scale
+    start: float = 0.0  # control_guidance_start: the fraction of the steps where the control begins
+    end: float = 1.0  # control_guidance_end
+
+    @classmethod
+    def parse(cls, text: str) -> ControlNetSpec:
+        """The numbers are the trailing `:`-separated fields that read as numbers (none, one: SCALE, or
+        three: SCALE:START:END); what is left is MODEL:IMAGE, split at the `:` after which an existing file
+        is named (else the first `:`): POSIX paths, so a Hub id or a folder never holds a `:`."""
+        fields = text.split(":")
+        numbers: list[float] = []
+        while len(fields) > 2 and len(numbers) < 3 and _is_number(fields[-1]):
+            numbers.insert(0, float(fields.pop()))
+        if len(numbers) == 2:
+            raise UsageError(
+                f"--controlnet {text}: give SCALE or SCALE:START:END, not two numbers", hint=USAGE
+            )
+        if len(fields) < 2:
+            raise UsageError(f"--controlnet {text}: expected MODEL:IMAGE", hint=USAGE)
+        splits = [(":".join(fields[:i]), ":".join(fields[i:])) for i in range(1, len(fields))]
+        source, image = next(((m, i) for m, i in splits if Path(i).expanduser().is_file()), splits[0])
+        if not source.strip() or not image.strip():
+            raise UsageError(f"--controlnet {text}: expected MODEL:IMAGE", hint=USAGE)
+        scale, start, end = (numbers + [0.0, 1.0])[:3] if len(numbers) == 1 else (numbers or [1.0, 0.0, 1.0])
+        return cls(source, Path(image).expanduser(), scale, start, end)
+
+    def validated(self, allow_pickle: bool = False) -> ControlNetSpec:
+        what = f"--controlnet {self.source}:{self.image}"
+        for name, value in (("scale", self.scale), ("start", self.start), ("end", self.end)):
+            if not math.isfinite(value):
+                raise UsageError(f"{what}: the {name} must be a finite number, got {value}")
+        if not (0 <= self.start <= 1 and 0 <= self.end <= 1):
+            raise UsageError(
+                f"{what}: START and END must be between 0 and 1, got {self.start:g}:{self.end:g}"
+            )
+        if self.start > self.end:
+            raise UsageError(f"{what}: START {self.start:g} is after END {self.end:g}")
+        if not self.image.exists():
+            raise UsageError(f"{what}: {self.image}: no such file")
+        if not self.image.is_file():
+            raise UsageError(f"{what}: {self.image}: not a file")
+        refuse_pickle(self.source, allow_pickle, "--controlnet")
+        path = Path(self.source).expanduser()
+        looks_local = self.source.startswith((".", "/", "~")) or self.source.lower().endswith(".safetensors")
+        if looks_local and not path.exists():
+            raise UsageError(f"{what}: {self.source}: no such file or folder")
+        return self
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_all(
+    texts: tuple[str, ...], preprocess: str, allow_pickle: bool = False
+) -> tuple[ControlNetSpec, ...]:
+    if preprocess not in PREPROCESSORS:
+        raise UsageError(f"--control-preprocess {preprocess!r} is not one of {', '.join(PREPROCESSORS)}")
+    return tuple(ControlNetSpec.parse(text).validated(allow_pickle) for text in texts)

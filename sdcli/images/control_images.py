@@ -1,0 +1,74 @@
+"""Control images for `--controlnet`: read with the defensive input reader, turned into control maps
+(`--control-preprocess`), and sized to the output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sdcli.core.control_specs import ControlNetSpec
+from sdcli.errors import UsageError
+from sdcli.images import inputs
+
+# What A1111's ControlNet extension calls each preprocessor in its `Module:` field.
+MODULES = {"none": "none", "canny": "canny"}
+CANNY_THRESHOLDS = (100, 200)  # A1111's ControlNet defaults
+CONTROL_HINT = "pip install 'sdcli[control]' (or: pip install opencv-python-headless)"
+
+
+def check(specs: tuple[ControlNetSpec, ...], preprocess: str) -> None:
+    """Before the model loads: every control image decodes, and the preprocessor's package is installed."""
+    for spec in specs:
+        inputs.read_image(spec.image)
+    if specs and preprocess == "canny":
+        _cv2()
+
+
+def _cv2() -> Any:
+    try:
+        import cv2
+    except ImportError:
+        raise UsageError(
+            "--control-preprocess canny needs OpenCV, which is not installed", hint=CONTROL_HINT
+        ) from None
+    return cv2
+
+
+def control_map(image: Any, preprocess: str) -> Any:
+    """The control map of an RGB image: itself (`none`), or its Canny edges as white on black, in RGB."""
+    if preprocess == "none":
+        return image
+    import numpy as np
+    from PIL import Image
+
+    cv2 = _cv2()
+    edges = cv2.Canny(np.asarray(image.convert("L")), *CANNY_THRESHOLDS)
+    return Image.fromarray(edges).convert("RGB")
+
+
+def prepare(
+    specs: tuple[ControlNetSpec, ...], preprocess: str, width: int, height: int
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Each control map at width x height (scaled to cover and centre-cropped), and each image's record."""
+    maps, records = [], []
+    for spec in specs:
+        item = inputs.read_image(spec.image)
+        mapped = control_map(item.image, preprocess)
+        maps.append(inputs.conform(mapped, width, height, "crop"))
+        records.append(item.record)
+    return maps, records
+
+
+def pipeline_args(
+    specs: tuple[ControlNetSpec, ...], preprocess: str, width: int, height: int, *, image_key: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ControlNet pipeline's arguments (one value for one ControlNet, lists for several) and each
+    control image's record. `image_key`: `image` for text-to-image, `control_image` for img2img/inpaint."""
+    maps, records = prepare(specs, preprocess, width, height)
+    one = len(specs) == 1
+    args = {
+        image_key: maps[0] if one else maps,
+        "controlnet_conditioning_scale": specs[0].scale if one else [s.scale for s in specs],
+        "control_guidance_start": specs[0].start if one else [s.start for s in specs],
+        "control_guidance_end": specs[0].end if one else [s.end for s in specs],
+    }
+    return args, records
