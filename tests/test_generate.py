@@ -160,3 +160,16 @@ def test_old_runwayml_id_is_an_alias() -> None:
     assert ModelRequest("runwayml/stable-diffusion-v1-5").validated().model == (
         "stable-diffusion-v1-5/stable-diffusion-v1-5"
     )
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl"])
+def test_pixels_are_a_plain_diffusers_scripts(cli, family: str, tiny_sd: Path, tiny_sdxl: Path) -> None:
+    """`sdcli generate PROMPT` makes what `DiffusionPipeline.from_pretrained(dir)(PROMPT)` makes at the same
+    seed and settings; for SDXL that means no negative prompt is zeros, as diffusers' SDXL config asks."""
+    from tests.family_fixtures import plain_diffusers
+
+    model = tiny_sd if family == "sd" else tiny_sdxl
+    result = cli("generate", "a red boat", "-m", model, "--steps", "2", "--seed", "9", "-o", "x.png")
+    assert result.exit_code == 0, result.stderr
+    expected = plain_diffusers(model, "a red boat", 9, num_inference_steps=2, guidance_scale=7.0)
+    assert np.array_equal(pixels("x.png").astype(int), expected)

@@ -92,12 +92,21 @@ def test_short_plain_prompts_encode_exactly_as_diffusers_does(tiny_sd: Path, tin
     assert torch.equal(ours.tensors["negative_prompt_embeds"], theirs[1])
 
     xl = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
-    ours = prompts.encode(xl, "a red boat", "")
-    assert ours is not None
-    theirs = xl.encode_prompt("a red boat", device=xl.device, negative_prompt="")
-    names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds")
-    for name, tensor in zip((*names, "negative_pooled_prompt_embeds"), theirs, strict=True):
-        assert torch.equal(ours.tensors[name], tensor), name
+    names = (
+        "prompt_embeds",
+        "negative_prompt_embeds",
+        "pooled_prompt_embeds",
+        "negative_pooled_prompt_embeds",
+    )
+    # No negative prompt is diffusers' negative_prompt=None: zeros, as SDXL's config asks
+    # (force_zeros_for_empty_prompt); a negative prompt is encoded.
+    for negative, given in (("", None), ("blurry", "blurry")):
+        ours = prompts.encode(xl, "a red boat", negative)
+        assert ours is not None
+        theirs = xl.encode_prompt("a red boat", device=xl.device, negative_prompt=given)
+        for name, tensor in zip(names, theirs, strict=True):
+            assert torch.equal(ours.tensors[name], tensor), (negative, name)
+    assert not ours.tensors["negative_prompt_embeds"].eq(0).all()
 
 
 def make(cli, model: Path, prompt: str, out: str, *extra: object):

@@ -246,6 +246,11 @@ def encode(
             tensors[key] = torch.cat([z for z, _ in encoded], dim=-1)
             if xl:
                 tensors[key.replace("prompt_embeds", "pooled_prompt_embeds")] = encoded[-1][1]
+    if xl and not negative and getattr(pipe.config, "force_zeros_for_empty_prompt", False):
+        # No negative prompt: SDXL's reference sampling (and diffusers' `pipe(prompt)`) guides away from
+        # zeros, not from the encoded empty text.
+        for key in ("negative_prompt_embeds", "negative_pooled_prompt_embeds"):
+            tensors[key] = torch.zeros_like(tensors[key])
     notes = tuple(
         f"the {'negative prompt' if kind == 'negative' else 'prompt'} is {t.total} tokens; the text encoder "
         f"takes {CHUNK}: {t.lost} tokens were dropped (--no-long-prompts)"
