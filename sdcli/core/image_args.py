@@ -96,16 +96,8 @@ class ImageArgs:
         return prompt
 
     def memory(self) -> MemoryOptions:
-        chosen: dict[str, Any] = dict(
-            offload=self.offload,
-            vae_tiling=self.vae_tiling,
-            vae_slicing=self.vae_slicing,
-            attention_slicing=self.attention_slicing,
-            channels_last=self.channels_last,
-            compile=self.compile,
-            tiny_vae=self.tiny_vae,
-            oom_retry=self.oom_retry,
-        )
+        # ImageArgs holds MemoryOptions' fields under the same names.
+        chosen: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(MemoryOptions)}
         if self.low_vram:  # --low-vram sets what it needs; what the user set on top of it still counts
             return MemoryOptions.low_vram(
                 **{k: v for k, v in chosen.items() if v not in (False, None, "none")}
