@@ -3,6 +3,7 @@ n-th piece of work, on its own device, and the summary is counted once."""
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -33,6 +34,10 @@ def current() -> Processes:
     # to: then it uses the gloo backend.
     on_cpu = not torch.cuda.is_available() or os.environ.get("SDCLI_DEVICE") == "cpu"
     state = PartialState(cpu=on_cpu)
+    # A process group still alive when the interpreter exits is torn down by C++ static destructors, and
+    # gloo's threads then sometimes abort the process ("terminate called without an active exception",
+    # exit -6), more often on a loaded machine. Closing it while Python still runs is clean.
+    atexit.register(state.destroy_process_group)
     return Processes(state.process_index, state.num_processes, str(state.device))
 
 
