@@ -523,7 +523,7 @@ def test_two_concurrent_processes_both_succeed(hub_server: HubServer, source: Pa
 def test_progress_bar_on_a_terminal(hub_server: HubServer, served: str) -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100)
-    result = _fetch(fetch.plan_download(REPO), None, Output(err=console), show_bar=True)
+    result = _fetch(fetch.plan_download(REPO), None, Output(console=console), show_bar=True)
     assert (result.path / BIG_FILE).is_file()
     assert REPO in out.getvalue() and "2.1" in out.getvalue()  # description and "2.1 MB" transferred
 

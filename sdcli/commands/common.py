@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 def remade(out: Output, args: ImageArgs) -> ImageArgs:
     """`--from IMAGE`, saying what in the image could not be used."""
+    if args.from_ is None:  # the metadata readers cost a warm worker's client ~30 ms to import
+        return args
     from sdcli.images import remake
 
     args, unusable = remake.apply(args)

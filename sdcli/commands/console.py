@@ -11,7 +11,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -57,7 +57,13 @@ def human_bytes(count: int | None) -> str:
 class Output:
     quiet: bool = False
     json: bool = False
-    err: Console = field(default_factory=_stderr_console)
+    console: Console | None = None  # stderr's; made on first use, since rich costs a quiet call ~14 ms
+
+    @property
+    def err(self) -> Console:
+        if self.console is None:
+            self.console = _stderr_console()
+        return self.console
 
     @property
     def show_progress(self) -> bool:

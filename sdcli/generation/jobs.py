@@ -6,13 +6,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdcli.core.requests import GenerationRequest, ModelRequest
 from sdcli.errors import UsageError
-from sdcli.generation import engine
-from sdcli.images import metadata, outputs
-from sdcli.model.pipelines import LoadedModel
+from sdcli.images import outputs
+
+if TYPE_CHECKING:
+    from sdcli.generation import engine
+    from sdcli.model.pipelines import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,11 @@ def run(
 ) -> Iterator[Written]:
     """Each image is written (atomically) as soon as it is decoded, so an interrupted run keeps them all.
     An input that cannot be read any more is reported as one failed job; the others go on."""
+    # Here, not at the top: planning a run (names, checks) imports this module too, and a warm worker's
+    # client plans without generating anything.
+    from sdcli.generation import engine
+    from sdcli.images import metadata
+
     hires: LoadedModel | None = None  # the hires fix's img2img pipeline, built once for the whole run
     for job in jobs:
         request, inputs = job.request, None
