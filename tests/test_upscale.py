@@ -216,11 +216,14 @@ def test_several_inputs_each_get_their_own_output(cli, made: Path, tmp_path: Pat
     ],
 )
 def test_bad_input_is_one_error_and_no_file(
-    cli, made: Path, tiny_sd: Path, tmp_path: Path, args: tuple[str, ...], words: str
+    cli, made: Path, tmp_path: Path, args: tuple[str, ...], words: str
 ) -> None:
     (tmp_path / "EMPTY").mkdir()
+    # A text-to-image pipeline is refused on its model_index.json alone, before any weights are read.
+    (tmp_path / "tiny-sd").mkdir()
+    (tmp_path / "tiny-sd" / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
     (tmp_path / "4x-UltraSharp.pth").write_bytes(b"\x80\x02}q\x00.")
-    swap = {"IMG": str(made), "SD": str(tiny_sd)}
+    swap = {"IMG": str(made), "SD": str(tmp_path / "tiny-sd")}
     result = cli("upscale", *(swap.get(a, a) for a in args))
     assert result.exit_code == 2, result.stderr
     assert result.stderr.count("error:") == 1 and words in result.stderr
