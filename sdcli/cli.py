@@ -27,6 +27,7 @@ from sdcli.commands.img2img import img2img
 from sdcli.commands.info import info
 from sdcli.commands.inpaint import inpaint
 from sdcli.commands.serve import serve
+from sdcli.commands.upscale import upscale
 from sdcli.core import signals
 from sdcli.errors import ExitCode, SdcliError, first_line, out_of_memory
 
@@ -186,6 +187,7 @@ app.command("info")(info)
 
 app.command("img2img")(img2img)
 app.command("inpaint")(inpaint)
+app.command("upscale")(upscale)
 app.command("serve")(serve)
 startup.done()  # main() installs sdcli.core.signals' handlers; in-process users get theirs back
 

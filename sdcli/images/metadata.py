@@ -254,6 +254,14 @@ def _add_text(info: PngInfo, key: str, text: str) -> None:
         info.add_text(key, text)
 
 
+def text_chunks(texts: Mapping[str, str]) -> PngInfo:
+    """PNG text chunks holding `texts` as they are, each as tEXt or iTXt by what its text needs."""
+    info = PngInfo()
+    for key, text in texts.items():
+        _add_text(info, key, text)
+    return info
+
+
 def png_info(record: Mapping[str, Any], *, extra: dict[str, str] | None = None) -> PngInfo:
     """PNG text chunks for one image: `parameters` (A1111 text) and `sdcli` (the JSON record)."""
     info = PngInfo()

@@ -18,6 +18,7 @@ DEFAULT_FOLDER = Path("outputs")
 DEFAULT_NAME = "{date}-{time}-{seed}-{prompt}.png"
 # img2img and inpaint: outputs sort by time, then by the input they came from.
 INPUT_NAME = "{date}-{time}-{input}-{seed}.png"
+UPSCALE_NAME = "{date}-{time}-{input}-upscaled.png"  # sdcli upscale: no seed to tell its outputs apart
 TEMPLATE_KEYS = {"seed", "index", "prompt", "date", "time", "model", "input", "line"}
 MAX_NAME_BYTES = 255
 SLUG_BYTES = 60

@@ -41,7 +41,18 @@ HIRES = ("hires_scale", "hires_steps", "hires_strength", "hires_upscaler")  # ge
 def read_record_and_warnings(image: Path) -> tuple[dict[str, Any], list[str]]:
     """The record, and what in the image was unusable (an sdcli chunk of the wrong shape, say)."""
     meta = metadata.read_metadata(image)
-    return metadata.record_for_remake(meta), meta.warnings
+    return metadata.record_for_remake(meta), [*meta.warnings, *_postprocessing_warning(meta)]
+
+
+def _postprocessing_warning(meta: metadata.ImageMetadata) -> list[str]:
+    """An upscaled image (sdcli upscale, A1111's Extras) re-makes the image it was upscaled from: the
+    parameters are that image's, and the upscale is not part of generating it."""
+    text = meta.raw.get("postprocessing")
+    if not text:
+        return []
+    return [
+        f"it was upscaled after it was made ({text[:120]}), so --from re-makes the image before the upscale"
+    ]
 
 
 def stored_values(record: dict[str, Any], given: Set[str]) -> dict[str, Any]:
