@@ -426,3 +426,54 @@ def test_with_a_controlnet_the_hires_fix_and_inpaint(
     painted = cli("inpaint", *common, "-o", "ip.png", *ip)
     assert painted.exit_code == 0, painted.stderr
     assert params_and_record("ip.png")[1]["pipeline"] == "StableDiffusionInpaintPipeline"
+
+
+def test_two_adapters_equal_plain_diffusers(
+    cli, tiny_sd: Path, ip_repo: Path, tiny_ip: Path, reference: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    root = tmp_path / "repo"
+    shutil.copytree(ip_repo, root)
+    second = save_adapter(tiny_sd / "unet", root / "models" / "ip-adapter_other.safetensors", seed=1)
+    other = tmp_path / "other.png"
+    Image.fromarray(np.random.default_rng(7).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(other)
+    result = run(
+        cli,
+        tiny_sd,
+        *("--ip-adapter", f"{root / 'models' / WEIGHTS}:0.5", "--ip-image", reference),
+        *("--ip-adapter", f"{second}:0.8", "--ip-image", other),
+    )
+    assert result.exit_code == 0, result.stderr
+    params, record = params_and_record("out.png")
+    assert [a["name"] for a in record["ip_adapters"]] == ["ip-adapter_tiny", "ip-adapter_other"]
+    assert 'ControlNet 1: "Module: ip-adapter_clip_h, Model: ip-adapter_other' in params
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_ip_adapter(str(root), subfolder="models", weight_name=[WEIGHTS, second.name])
+    pipe.set_ip_adapter_scale([0.5, 0.8])
+    with Image.open(reference) as a, Image.open(other) as b:
+        images = [a.convert("RGB"), b.convert("RGB")]
+    expected = pipe(
+        "a red boat",
+        ip_adapter_image=images,
+        num_inference_steps=2,
+        guidance_scale=7.0,
+        width=64,
+        height=64,
+        generator=torch.Generator("cpu").manual_seed(9),
+    ).images[0]
+    assert np.array_equal(pixels("out.png"), np.asarray(expected))
+
+
+def test_scale_zero_is_the_image_without_the_adapter(
+    cli, tiny_sd: Path, tiny_ip: Path, reference: Path
+) -> None:
+    zero = run(cli, tiny_sd, "--ip-adapter", f"{tiny_ip}:0", "--ip-image", reference, out="zero.png")
+    plain = run(cli, tiny_sd, out="plain.png")
+    assert zero.exit_code == 0 and plain.exit_code == 0, zero.stderr + plain.stderr
+    assert np.array_equal(pixels("zero.png"), pixels("plain.png"))
