@@ -477,3 +477,65 @@ def test_scale_zero_is_the_image_without_the_adapter(
     plain = run(cli, tiny_sd, out="plain.png")
     assert zero.exit_code == 0 and plain.exit_code == 0, zero.stderr + plain.stderr
     assert np.array_equal(pixels("zero.png"), pixels("plain.png"))
+
+
+def test_sdxl_pixels_equal_plain_diffusers(cli, tiny_sdxl: Path, reference: Path, tmp_path: Path) -> None:
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    from sdcli.generation import prompts
+
+    root = tmp_path / "IP-Adapter"
+    save_encoder(root / "sdxl_models" / "image_encoder")
+    weights = save_adapter(tiny_sdxl / "unet", root / "sdxl_models" / "ip-adapter_tiny_sdxl.safetensors")
+    result = run(cli, tiny_sdxl, "--ip-adapter", f"{weights}:0.7", "--ip-image", reference, out="xl.png")
+    assert result.exit_code == 0, result.stderr
+    pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_ip_adapter(str(root), subfolder="sdxl_models", weight_name=weights.name)
+    pipe.set_ip_adapter_scale(0.7)
+    size = pixels("xl.png").shape
+    # sdcli encodes SDXL prompts itself (A1111's way), so the plain script takes the same embeddings.
+    texts = prompts.encode(pipe, "a red boat", "", weighting="a1111", clip_skip=1, long=True).batch(1)
+    with Image.open(reference) as im:
+        image = im.convert("RGB")
+    expected = pipe(
+        **texts,
+        ip_adapter_image=image,
+        num_inference_steps=2,
+        guidance_scale=7.0,
+        width=size[1],
+        height=size[0],
+        generator=torch.Generator("cpu").manual_seed(9),
+    ).images[0]
+    assert np.array_equal(pixels("xl.png"), np.asarray(expected))
+    plain = run(cli, tiny_sdxl, out="plain.png")
+    assert plain.exit_code == 0, plain.stderr
+    assert not np.array_equal(pixels("xl.png"), pixels("plain.png"))
+
+
+@pytest.mark.parametrize(
+    ("stored", "images", "reused", "warning"),
+    [
+        (
+            [{"name": "a", "scale": 0.5, "source": "org/repo/a.safetensors"}],
+            ("r.png",),
+            ("org/repo/a.safetensors:0.5",),
+            None,
+        ),
+        ([{"name": "a", "scale": 0.5, "source": "org/repo/a.safetensors"}], (), (), "pass --ip-image IMAGE"),
+        # A record naming a local path (a hostile or edited file) is never loaded from it.
+        ([{"name": "x", "scale": 0.5, "source": "/etc/x.safetensors"}], ("r.png",), (), "a local file"),
+        ([{"name": "x", "scale": "big", "source": "../x.safetensors"}], (), (), "x at scale 1"),
+        ("not a list", (), (), None),
+    ],
+)
+def test_from_reuses_only_hub_adapters(
+    stored: object, images: tuple[str, ...], reused: tuple[str, ...], warning: str | None
+) -> None:
+    from sdcli.core.image_args import ImageArgs
+    from sdcli.images import remake
+
+    changes, warnings = remake._ip_adapters({"ip_adapters": stored}, ImageArgs(ip_image=images))
+    assert changes.get("ip_adapter", ()) == reused
+    assert (warning is None and not warnings) or (warning is not None and warning in warnings[0])
