@@ -303,6 +303,9 @@ def test_hub_path_through_the_hub_stand_in(
     reference: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from sdcli.core.image_args import ImageArgs
+    from sdcli.images import remake
+
     hub_server.add_repo("h94/IP-Adapter", ip_repo)
     hub = f"h94/IP-Adapter/models/{WEIGHTS}"
     local = run(cli, tiny_sd, "--ip-adapter", f"{tiny_ip}:0.6", "--ip-image", reference, out="local.png")
@@ -321,6 +324,17 @@ def test_hub_path_through_the_hub_stand_in(
     assert np.array_equal(pixels("hub.png"), pixels("again.png"))
     warned = cli("generate", "--from", "hub.png", "-m", tiny_sd, "-o", "plain.png")
     assert warned.exit_code == 0 and "pass --ip-image IMAGE" in warned.stderr
+
+    # A Hub encoder named with --ip-image-encoder is recorded and reused with the adapter.
+    encoder = ("--ip-image-encoder", "h94/IP-Adapter/models/image_encoder")
+    named = run(
+        cli, tiny_sd, "--ip-adapter", f"{hub}:0.6", "--ip-image", reference, *encoder, out="named.png"
+    )
+    assert named.exit_code == 0, named.stderr
+    assert params_and_record("named.png")[1]["ip_adapters"][0]["image_encoder"] == encoder[1]
+    assert np.array_equal(pixels("hub.png"), pixels("named.png"))
+    remade = remake.apply(ImageArgs(from_=Path("named.png"), ip_image=(str(reference),)))[0]
+    assert (remade.ip_adapter, remade.ip_image_encoder) == ((f"{hub}:0.6",), encoder[1])
 
     uncached = run(cli, tiny_sd, "--ip-adapter", "h94/Other/models/x.safetensors", "--ip-image", reference)
     assert uncached.exit_code == 3 and "not in the local cache" in uncached.stderr

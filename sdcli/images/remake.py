@@ -130,7 +130,17 @@ def _ip_adapters(record: dict[str, Any], args: ImageArgs) -> tuple[dict[str, Any
     sources = [item.get("source") for item in stored]
     reusable = all(isinstance(s, str) and not ip_adapter_specs.is_local(s) for s in sources)
     if reusable and len(args.ip_image) == len(stored):
-        return {"ip_adapter": tuple(f"{s}:{scale!r}" for s, scale in zip(sources, scales, strict=True))}, []
+        changes: dict[str, Any] = {
+            "ip_adapter": tuple(f"{s}:{scale!r}" for s, scale in zip(sources, scales, strict=True))
+        }
+        encoder = stored[0].get("image_encoder")  # a Hub folder --ip-image-encoder named (one for all)
+        if (
+            args.ip_image_encoder is None
+            and isinstance(encoder, str)
+            and not ip_adapter_specs.is_local(encoder)
+        ):
+            changes["ip_image_encoder"] = encoder
+        return changes, []
     if reusable:
         return {}, [
             f"it was made with IP-Adapter {names}, whose reference image is not stored: "

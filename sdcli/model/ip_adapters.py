@@ -161,6 +161,7 @@ def load(
     module = (
         "ip-adapter_clip_g" if image_encoder.config.hidden_size == VIT_BIGG_WIDTH else "ip-adapter_clip_h"
     )
+    hub_encoder = encoder is not None and not Path(encoder).expanduser().is_dir()
     return [
         {
             "name": where.weights.stem,
@@ -169,6 +170,7 @@ def load(
             "module": module,  # A1111's preprocessor name: which CLIP encoder made the embeddings
             # A Hub path is where anyone finds it again (--from reuses it); a local path never is recorded.
             **({"source": spec.source} if where.hub else {}),
+            **({"image_encoder": encoder} if where.hub and hub_encoder else {}),
         }
         for spec, where in zip(specs, found, strict=True)
     ]
