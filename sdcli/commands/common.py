@@ -83,6 +83,10 @@ def plan_run(
         from sdcli.images import control_images
 
         control_images.check(model.controlnets, model.control_preprocess)
+    if model.ip_adapters:  # every reference image decodes, before loading
+        from sdcli.images import ip_images
+
+        ip_images.check(model.ip_adapters)
     if model.scheduler_state is None:  # else the image's exact scheduler is used, whatever its name
         schedulers.check_names(model.scheduler, model.schedule)
     model = replace(model, quantize=quantization.validated(model.quantize))  # its package is installed
@@ -96,7 +100,8 @@ def plan_run(
         args.keep_filtered,
         task,
         bad_inputs,
-        not args.no_worker and not model.controlnets,  # the worker protocol carries no ControlNets yet
+        # The worker protocol carries no ControlNets or IP-Adapters yet.
+        not args.no_worker and not model.controlnets and not model.ip_adapters,
     )
 
 

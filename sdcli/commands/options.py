@@ -342,6 +342,29 @@ ControlPreprocess = Annotated[
         "--control-preprocess", help="Turn each control image into its map: canny, or none (used as is)."
     ),
 ]
+IPAdapter = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ip-adapter",
+        metavar="MODEL[:SCALE]",
+        help="IP-Adapter weights (a file, or a Hub owner/repo/path/file.safetensors) and its scale, 0 to 2 "
+        "(default 1); its image encoder is the image_encoder folder beside it or its parent's. Repeatable, "
+        "one --ip-image each.",
+    ),
+]
+IPImage = Annotated[
+    list[str] | None,
+    typer.Option("--ip-image", metavar="IMAGE", help="The reference image of each --ip-adapter, in order."),
+]
+IPImageEncoder = Annotated[
+    str | None,
+    typer.Option(
+        "--ip-image-encoder",
+        metavar="PATH",
+        help="The CLIP image encoder folder (or Hub owner/repo/folder) when it is not beside the adapter: "
+        "h94's SDXL vit-h adapters use h94/IP-Adapter/models/image_encoder.",
+    ),
+]
 ClipSkip = Annotated[
     int,
     typer.Option(
@@ -375,6 +398,9 @@ SHARED_OPTIONS: dict[str, Any] = {
     "embedding": Embedding,
     "controlnet": ControlNet,
     "control_preprocess": ControlPreprocess,
+    "ip_adapter": IPAdapter,
+    "ip_image": IPImage,
+    "ip_image_encoder": IPImageEncoder,
     "scheduler": Scheduler,
     "schedule": Schedule,
     "clip_skip": ClipSkip,
@@ -416,6 +442,8 @@ _LISTS = (
     "lora",
     "embedding",
     "controlnet",
+    "ip_adapter",
+    "ip_image",
 )  # repeatable: Typer gives a list or None, ImageArgs holds a tuple
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from sdcli.core import control_specs
+from sdcli.core import control_specs, ip_adapter_specs
 from sdcli.core.requests import DEFAULT_MODEL, GenerationRequest, MemoryOptions, ModelRequest
 from sdcli.core.specs import EmbeddingSpec, LoraSpec
 from sdcli.errors import UsageError
@@ -32,6 +32,9 @@ class ImageArgs:
     embedding: tuple[str, ...] = ()
     controlnet: tuple[str, ...] = ()  # MODEL:IMAGE[:SCALE[:START:END]]
     control_preprocess: str = "none"
+    ip_adapter: tuple[str, ...] = ()  # MODEL[:SCALE]
+    ip_image: tuple[str, ...] = ()  # one reference image per --ip-adapter
+    ip_image_encoder: str | None = None
     scheduler: str | None = None
     schedule: str | None = None
     clip_skip: int = 1
@@ -124,6 +127,10 @@ class ImageArgs:
             embeddings=tuple(EmbeddingSpec.parse(text) for text in self.embedding),
             controlnets=control_specs.parse_all(self.controlnet, self.control_preprocess, self.allow_pickle),
             control_preprocess=self.control_preprocess,
+            ip_adapters=ip_adapter_specs.parse_all(
+                self.ip_adapter, self.ip_image, self.ip_image_encoder, self.allow_pickle
+            ),
+            ip_image_encoder=self.ip_image_encoder,
         ).validated()
 
     def generation_request(self, prompt: str | None = None) -> GenerationRequest:

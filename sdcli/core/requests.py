@@ -8,6 +8,7 @@ from typing import Any
 
 from sdcli.core import specs
 from sdcli.core.control_specs import ControlNetSpec
+from sdcli.core.ip_adapter_specs import IPAdapterSpec
 from sdcli.core.specs import EmbeddingSpec, LoraSpec
 from sdcli.errors import UsageError
 
@@ -77,6 +78,8 @@ class ModelRequest:
     quantize: str | None = None  # a sdcli.model.quantization scheme name: bnb-4bit, torchao-int8, ...
     controlnets: tuple[ControlNetSpec, ...] = ()  # parsed and checked by control_specs.parse_all
     control_preprocess: str = "none"  # how each control image becomes its control map: none, canny
+    ip_adapters: tuple[IPAdapterSpec, ...] = ()  # parsed and checked by ip_adapter_specs.parse_all
+    ip_image_encoder: str | None = None  # None: the `image_encoder` folder beside the adapter or its parent
 
     def validated(self) -> ModelRequest:
         model = MODEL_ALIASES.get(self.model, self.model)

@@ -252,6 +252,14 @@ def generate(
         call["strength"] = request.strength
     if model.controlnets:
         record["controlnets"] = _controls(model, call, width, height)
+    if model.ip_adapters:
+        from sdcli.images import ip_images
+
+        ip_args, ip_records = ip_images.pipeline_args(model.request.ip_adapters)
+        call.update(ip_args)
+        record["ip_adapters"] = [
+            {**found, "image": image} for found, image in zip(model.ip_adapters, ip_records, strict=True)
+        ]
     if on_step is not None:
 
         def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:

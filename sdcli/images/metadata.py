@@ -37,6 +37,9 @@ from sdcli.images.record_shape import is_int, is_number, record_problem
 from sdcli.model import schedulers
 
 SCHEMA = 1
+# The ControlNet extension's preprocessor for IP-Adapters with the ViT-H image encoder (h94's SD 1.5 ones
+# and SDXL vit-h); ip-adapter_clip_g is the ViT-bigG one of h94's plain SDXL adapters.
+IP_ADAPTER_MODULE = "ip-adapter_clip_h"
 Value = str | int | float
 
 # A1111's own parser (modules/infotext_utils.py), kept as the reference that `_param_pairs` must agree with.
@@ -114,20 +117,24 @@ def _hash_list(items: Any) -> str | None:
     return ", ".join(pairs) or None
 
 
-def _controlnet_fields(items: Any) -> dict[str, str]:
+def _controlnet_fields(controlnets: Any, ip_adapters: Any) -> dict[str, str]:
     """A1111's ControlNet extension's `ControlNet N: "Module: ..., Model: NAME [HASH], Weight: ..."` units
-    (quoted by format_value: they hold `:` and `,`)."""
+    (quoted by format_value: they hold `:` and `,`). The extension runs IP-Adapters as units too (module
+    `ip-adapter_clip_*`), so they follow the ControlNets, numbered on, as A1111 readers expect them."""
     found: dict[str, str] = {}
-    for item in items if isinstance(items, list) else ():
+    units = [(item, False) for item in (controlnets if isinstance(controlnets, list) else ())]
+    units += [(item, True) for item in (ip_adapters if isinstance(ip_adapters, list) else ())]
+    for item, is_ip in units:
         if not isinstance(item, Mapping):
             continue
         name = str(item.get("name", "")).replace(":", "").replace(",", "")
+        module = (item.get("module") or IP_ADAPTER_MODULE) if is_ip else (item.get("preprocess") or "none")
         unit = {
-            "Module": item.get("preprocess") or "none",
+            "Module": str(module).replace(":", "").replace(",", ""),
             "Model": f"{name} [{item['hash']}]" if item.get("hash") else name,
             "Weight": item.get("scale", 1.0),
-            "Guidance Start": item.get("start", 0.0),
-            "Guidance End": item.get("end", 1.0),
+            "Guidance Start": 0.0 if is_ip else item.get("start", 0.0),
+            "Guidance End": 1.0 if is_ip else item.get("end", 1.0),
         }
         text = ", ".join(
             f"{key}: {format_value(value) if is_number(value) else value}" for key, value in unit.items()
@@ -192,7 +199,7 @@ def _a1111_fields(r: Mapping[str, Any]) -> dict[str, Any]:
         "Mask blur": r.get("mask_blur"),
         "Lora hashes": _hash_list(r.get("loras")),
         "TI hashes": _hash_list(r.get("embeddings")),
-        **_controlnet_fields(r.get("controlnets")),
+        **_controlnet_fields(r.get("controlnets"), r.get("ip_adapters")),
         "Version": f"sdcli {version}",
     }
 
@@ -384,6 +391,7 @@ def record_from_a1111(parsed: A1111Params) -> dict[str, Any]:
     p = parsed.params
     sampler, schedule = _sampler_and_schedule(p)
     model_hash = p.get("Model hash")
+    units = _controlnets_from_a1111(p)
     record = {
         "schema": SCHEMA,
         # A1111 takes <lora:...> out of the prompt before the model sees it; the LoRA files are not here.
@@ -404,7 +412,8 @@ def record_from_a1111(parsed: A1111Params) -> dict[str, Any]:
         "strength": _as_float(p.get("Denoising strength")),
         "rng": {"CPU": "cpu", "GPU": "device"}.get(str(p.get("RNG", "GPU"))),
         **_hires_from_a1111(p),
-        "controlnets": _controlnets_from_a1111(p) or None,
+        "controlnets": [unit for unit in units if not _is_ip_adapter(unit)] or None,
+        "ip_adapters": [_as_ip_adapter(unit) for unit in units if _is_ip_adapter(unit)] or None,
     }
     return {key: value for key, value in record.items() if value is not None}
 
@@ -435,6 +444,14 @@ def _controlnets_from_a1111(params: Mapping[str, Any]) -> list[dict[str, Any]]:
             numbers[number] = read if math.isfinite(read) else default
         found.append({"name": name or None, "hash": digest, **numbers, "preprocess": unit.get("Module")})
     return found
+
+
+def _is_ip_adapter(unit: Mapping[str, Any]) -> bool:
+    return str(unit.get("preprocess") or "").startswith("ip-adapter")
+
+
+def _as_ip_adapter(unit: Mapping[str, Any]) -> dict[str, Any]:
+    return {"name": unit["name"], "hash": unit["hash"], "scale": unit["scale"], "module": unit["preprocess"]}
 
 
 # -- reading files -------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ _OBJECT = ("versions", "init_image", "scheduler", "upscale")
 # What re-making an image may ask for: a file asking for a billion steps or a 10^6-pixel side is not a
 # record but a way to make `--from` run for ever.
 _RANGES = {"steps": (1, 10_000), "width": (8, 16_384), "height": (8, 16_384)}
-_LIST_OF_OBJECTS = ("loras", "embeddings", "controlnets")
+_LIST_OF_OBJECTS = ("loras", "embeddings", "controlnets", "ip_adapters")
 
 
 def is_int(value: Any) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sdcli.core import ip_adapter_specs
 from sdcli.core.image_args import ImageArgs
 from sdcli.errors import UsageError
 from sdcli.images import metadata
@@ -99,7 +100,9 @@ def apply(args: ImageArgs) -> tuple[ImageArgs, list[str]]:
                 if is_int(changes.get(name)):
                     changes[name] = int(changes[name] * scale) // 8 * 8
     state = scheduler_state(record, args.given)
-    warnings = [*warnings, *_controlnet_warning(record, args)]
+    ip_changes, ip_warnings = _ip_adapters(record, args)
+    changes.update(ip_changes)
+    warnings = [*warnings, *_controlnet_warning(record, args), *ip_warnings]
     # What the image stored is a given value, not a default a model family may replace.
     remade = replace(args, **changes, scheduler_state=state, defaulted=args.defaulted - changes.keys())
     return remade, warnings
@@ -113,3 +116,48 @@ def _controlnet_warning(record: dict[str, Any], args: ImageArgs) -> list[str]:
         return []
     names = ", ".join(str(item.get("name")) for item in stored if isinstance(item, dict))
     return [f"it was made with ControlNet {names}, which --from does not reuse: pass --controlnet again"]
+
+
+def _ip_adapters(record: dict[str, Any], args: ImageArgs) -> tuple[dict[str, Any], list[str]]:
+    """The image's IP-Adapters and scales, as far as they can be used again. The reference image is only
+    recorded by name and hash, so it must be given again (--ip-image). An adapter from the Hub is reused by
+    its recorded path; a local one must be named again, and takes its stored scale when given without one."""
+    found = record.get("ip_adapters")
+    stored = [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
+    if not stored:
+        return {}, []
+    scales = [item.get("scale") if is_number(item.get("scale")) else 1.0 for item in stored]
+    if args.ip_adapter:
+        texts = []
+        for i, text in enumerate(args.ip_adapter):
+            bare = ip_adapter_specs.IPAdapterSpec.parse(text, Path()).source == text
+            if bare and i < len(stored) and stored[i].get("name") == Path(text).stem:
+                text = f"{text}:{scales[i]!r}"
+            texts.append(text)
+        return {"ip_adapter": tuple(texts)}, []
+    names = ", ".join(
+        f"{item.get('name')} at scale {scale:g}" for item, scale in zip(stored, scales, strict=True)
+    )
+    sources = [item.get("source") for item in stored]
+    reusable = all(isinstance(s, str) and not ip_adapter_specs.is_local(s) for s in sources)
+    if reusable and len(args.ip_image) == len(stored):
+        changes: dict[str, Any] = {
+            "ip_adapter": tuple(f"{s}:{scale!r}" for s, scale in zip(sources, scales, strict=True))
+        }
+        encoder = stored[0].get("image_encoder")  # a Hub folder --ip-image-encoder named (one for all)
+        if (
+            args.ip_image_encoder is None
+            and isinstance(encoder, str)
+            and not ip_adapter_specs.is_local(encoder)
+        ):
+            changes["ip_image_encoder"] = encoder
+        return changes, []
+    if reusable:
+        return {}, [
+            f"it was made with IP-Adapter {names}, whose reference image is not stored: "
+            "pass --ip-image IMAGE to use it again"
+        ]
+    return {}, [
+        f"it was made with IP-Adapter {names}, which --from does not reuse (a local file): "
+        "pass --ip-adapter FILE --ip-image IMAGE again"
+    ]

@@ -132,6 +132,7 @@ class LoadedModel:
     loras: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale
     embeddings: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, token
     controlnets: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale, start, end
+    ip_adapters: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale
 
 
 def load_model(request: ModelRequest) -> LoadedModel:
@@ -169,6 +170,16 @@ def _load_model(request: ModelRequest) -> LoadedModel:
 
         controlnet, controlnet_records = controlnets.load(request.controlnets, dtype, device)
         pipe = controlnets.attach(pipe, controlnet, source.name)
+    ip_adapter_records: list[dict[str, Any]] = []
+    if request.ip_adapters:  # on the final pipeline (from_pipe above would carry it, but need not)
+        from sdcli.model import ip_adapters
+
+        if options.attention_slicing:  # its sliced processors would replace the adapter's, silently
+            options = replace(options, attention_slicing=False)
+            memory_notes = [*memory_notes, "attention slicing is off: it would drop the IP-Adapter"]
+        ip_adapter_records = ip_adapters.load(
+            pipe, request.ip_adapters, request.ip_image_encoder, source.name, dtype, device
+        )
     memory.apply(pipe, options, device)
     if stored is not None:
         pipe.scheduler = stored
@@ -188,6 +199,7 @@ def _load_model(request: ModelRequest) -> LoadedModel:
         tuple(loras),
         tuple(embeddings),
         tuple(controlnet_records),
+        tuple(ip_adapter_records),
     )
 
 

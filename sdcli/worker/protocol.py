@@ -73,6 +73,10 @@ def model_from_json(data: Any) -> ModelRequest:
     if values.get("controlnets"):  # the client never sends them (it runs ControlNets itself); nor may others
         raise BadRequest("model.controlnets: the worker does not run ControlNets")
     values.pop("controlnets", None)
+    if values.get("ip_adapters") or values.get("ip_image_encoder"):  # nor IP-Adapters, for the same reason
+        raise BadRequest("model.ip_adapters: the worker does not run IP-Adapters")
+    values.pop("ip_adapters", None)
+    values.pop("ip_image_encoder", None)
     try:
         if "memory" in values:
             memory = as_object(values["memory"], "model.memory")
