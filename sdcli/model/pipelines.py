@@ -210,6 +210,7 @@ TASK_PIPELINES = {
         "FluxPipeline": "FluxImg2ImgPipeline",
         "StableDiffusionControlNetPipeline": "StableDiffusionControlNetImg2ImgPipeline",
         "StableDiffusionXLControlNetPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
+        "FluxControlNetPipeline": "FluxControlNetImg2ImgPipeline",
     },
     "inpaint": {
         "StableDiffusionPipeline": "StableDiffusionInpaintPipeline",
@@ -222,6 +223,8 @@ TASK_PIPELINES = {
         "FluxImg2ImgPipeline": "FluxInpaintPipeline",
         "StableDiffusionControlNetPipeline": "StableDiffusionControlNetInpaintPipeline",
         "StableDiffusionXLControlNetPipeline": "StableDiffusionXLControlNetInpaintPipeline",
+        "FluxControlNetPipeline": "FluxControlNetInpaintPipeline",
+        "FluxControlNetImg2ImgPipeline": "FluxControlNetInpaintPipeline",
     },
 }
 
