@@ -207,3 +207,135 @@ def test_sd3_controlnet_pixels_equal_plain_diffusers(
     refused = cli("img2img", "a cat", photo, "-m", tiny_sd3, "--controlnet", spec, "-o", "i.png")
     assert refused.exit_code == 2, refused.stderr
     assert "img2img" in refused.stderr and not Path("i.png").exists()
+
+
+@pytest.fixture(scope="session")
+def tiny_union(tiny_sdxl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from diffusers import ControlNetUnionModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_sdxl / "unet")
+    # The tiny VAE downsamples by 2: so must the conditioning embedding.
+    shaped = ControlNetUnionModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
+    # Its condition transformer works at the UNet's first width (320 in SDXL, 32 here).
+    width = unet.config.block_out_channels[0]
+    config = {k: v for k, v in shaped.config.items() if k != "_use_default_values"}  # else kept at 320
+    controlnet = ControlNetUnionModel.from_config(
+        {**config, "num_trans_channel": width, "num_proj_channel": width, "num_trans_head": 2}
+    )
+    _randomise(controlnet, 2, ("controlnet_down_blocks", "controlnet_mid_block", "conv_out", "spatial_ch"))
+    folder = tmp_path_factory.mktemp("union-controlnets") / "tiny-union"
+    controlnet.save_pretrained(folder)
+    return folder
+
+
+def _union_pipe(cls: str, folder: Path, union: Path):
+    import diffusers
+
+    pipe = getattr(diffusers, cls).from_pretrained(
+        folder, controlnet=diffusers.ControlNetUnionModel.from_pretrained(union)
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_union_pixels_equal_diffusers_union_pipeline(
+    cli, tiny_sdxl: Path, tiny_union: Path, flux_control_image: Path
+) -> None:
+    import torch
+
+    from sdcli.generation import prompts
+
+    args = ("generate", "a red boat", "-m", tiny_sdxl, "--steps", "2", "--seed", "4", *SIZE)
+    result = cli(*args, "--controlnet", f"{tiny_union}@canny:{flux_control_image}:0.7", "-o", "u.png")
+    assert result.exit_code == 0, result.stderr
+    depth = cli(*args, "--controlnet", f"{tiny_union}@depth:{flux_control_image}:0.7", "-o", "d.png")
+    assert depth.exit_code == 0, depth.stderr
+    assert not np.array_equal(pixels("u.png"), pixels("d.png"))  # the mode is the union's input
+
+    pipe = _union_pipe("StableDiffusionXLControlNetUnionPipeline", tiny_sdxl, tiny_union)
+    # sdcli encodes SDXL prompts itself (A1111's way), so the script takes the same embeddings.
+    texts = prompts.encode(pipe, "a red boat", "", weighting="a1111", clip_skip=1, long=True).batch(1)
+    expected = pipe(
+        **texts,
+        control_image=[_control(flux_control_image)],
+        control_mode=[3],
+        controlnet_conditioning_scale=0.7,
+        num_inference_steps=2,
+        guidance_scale=7.0,
+        width=64,
+        height=64,
+        generator=torch.Generator("cpu").manual_seed(4),
+    ).images[0]
+    assert np.array_equal(pixels("u.png"), np.asarray(expected))
+
+    text, record = params_and_record("u.png")
+    assert record["pipeline"] == "StableDiffusionXLControlNetUnionPipeline"
+    assert record["controlnets"][0]["mode"] == "canny"
+    assert "Union Control Type: Canny/Lineart/Anime_Lineart/Mlsd" in text
+    from sdcli.images import metadata
+
+    read = metadata.record_from_a1111(metadata.parse_a1111(text))
+    assert read["controlnets"][0]["mode"] == "canny"
+
+
+def test_union_img2img_runs_the_union_img2img_pipeline(
+    cli, tiny_sdxl: Path, tiny_union: Path, flux_control_image: Path
+) -> None:
+    spec = f"{tiny_union}@segment:{flux_control_image}"
+    result = cli(
+        "img2img",
+        "a boat",
+        flux_control_image,
+        "-m",
+        tiny_sdxl,
+        "--steps",
+        "2",
+        "-o",
+        "i.png",
+        "--controlnet",
+        spec,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert params_and_record("i.png")[1]["pipeline"] == "StableDiffusionXLControlNetUnionImg2ImgPipeline"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("{union}:{img}", "a ControlNet-Union model needs the condition"),
+        ("{union}@repaint:{img}", "this union model has 6 modes"),
+        ("{union}@sketchy:{img}", "'sketchy' is not a ControlNet-Union mode"),
+        ("{flux}@canny:{img}", "only a ControlNet-Union model takes a mode"),
+    ],
+)
+def test_union_modes_are_checked_before_the_model_loads(
+    cli, tiny_union: Path, tiny_flux_controlnet: Path, flux_control_image: Path, spec: str, message: str
+) -> None:
+    text = spec.format(union=tiny_union, flux=tiny_flux_controlnet, img=flux_control_image)
+    result = cli("generate", "a cat", "-m", "no/such-model", "--controlnet", text, "-o", "x.png")
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr and "no/such-model" not in result.stderr
+    assert not Path("x.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "source", "mode", "index"),
+    [
+        ("org/union@canny:img.png:0.5", "org/union", "canny", 3),
+        ("./u@LineArt:img.png", "./u", "lineart", 3),
+        ("./u@1:img.png", "./u", "depth", 1),
+        ("./u:img.png", "./u", None, None),
+    ],
+)
+def test_union_mode_spec(text: str, source: str, mode: str | None, index: int | None) -> None:
+    from sdcli.core.control_specs import ControlNetSpec
+
+    spec = ControlNetSpec.parse(text)
+    assert (spec.source, spec.mode, spec.mode_index) == (source, mode, index)
+
+
+def test_a_folder_with_an_at_sign_is_a_folder(tmp_path: Path) -> None:
+    from sdcli.core.control_specs import ControlNetSpec
+
+    (tmp_path / "cn@v2").mkdir()
+    assert ControlNetSpec.parse(f"{tmp_path}/cn@v2:img.png").mode is None

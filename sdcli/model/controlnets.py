@@ -20,6 +20,11 @@ CONTROLNET_PIPELINES = {
         "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
         "StableDiffusionXLInpaintPipeline": "StableDiffusionXLControlNetInpaintPipeline",
     },
+    "ControlNetUnionModel": {
+        "StableDiffusionXLPipeline": "StableDiffusionXLControlNetUnionPipeline",
+        "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLControlNetUnionImg2ImgPipeline",
+        "StableDiffusionXLInpaintPipeline": "StableDiffusionXLControlNetUnionInpaintPipeline",
+    },
     "FluxControlNetModel": {
         "FluxPipeline": "FluxControlNetPipeline",
         "FluxImg2ImgPipeline": "FluxControlNetImg2ImgPipeline",
@@ -32,11 +37,13 @@ CONTROLNET_PIPELINES = {
 # Several ControlNets of one class run as the class's multi-model wrapper.
 MULTI_MODELS = {
     "ControlNetModel": "MultiControlNetModel",
+    "ControlNetUnionModel": "MultiControlNetUnionModel",
     "FluxControlNetModel": "FluxMultiControlNetModel",
     "SD3ControlNetModel": "SD3MultiControlNetModel",
 }
 FITS = {
     "ControlNetModel": "SD 1.x/2.x and SDXL models",
+    "ControlNetUnionModel": "SDXL models",
     "FluxControlNetModel": "FLUX.1 models",
     "SD3ControlNetModel": "SD3 models (text-to-image)",
 }
@@ -78,24 +85,78 @@ def display_name(spec: ControlNetSpec, path: Path) -> str:
     return path.stem if path.is_file() else path.resolve().name
 
 
-def class_name(path: Path) -> str:
-    """The ControlNet's class, from its config.json (a folder's, or the one beside a single file); a file
-    without one is an SD/SDXL ControlNet, the only kind diffusers reads from a bare file."""
+def _config(path: Path) -> dict[str, Any]:
+    """The ControlNet's config.json (a folder's, or the one beside a single file); {} when there is none."""
     import json
 
     config = path / "config.json" if path.is_dir() else path.parent / "config.json"
     try:
-        found = json.loads(config.read_text(encoding="utf-8")).get("_class_name", "ControlNetModel")
+        found = json.loads(config.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return "ControlNetModel"
-    except (OSError, ValueError, AttributeError) as exc:
+        return {}
+    except (OSError, ValueError) as exc:
         raise UsageError(f"--controlnet {path}: unreadable config.json: {first_line(exc)}") from exc
+    if not isinstance(found, dict):
+        raise UsageError(f"--controlnet {path}: config.json is not a JSON object")
+    return found
+
+
+def class_name(path: Path) -> str:
+    """The ControlNet's class from its config; a file without one is an SD/SDXL ControlNet, the only kind
+    diffusers infers from a bare file."""
+    found = _config(path).get("_class_name", "ControlNetModel")
     if found not in CONTROLNET_PIPELINES:
         raise UsageError(
             f"--controlnet {path}: a {found}, which sdcli does not run as a ControlNet",
             hint="sdcli runs " + ", ".join(CONTROLNET_PIPELINES),
         )
     return str(found)
+
+
+def check_mode(spec: ControlNetSpec, path: Path) -> None:
+    """A ControlNet-Union needs its condition named (`MODEL@canny`), and only a union takes one: checked on
+    the config, before any weights load."""
+    config = _config(path)
+    kind = config.get("_class_name", "ControlNetModel")
+    if kind == "FluxControlNetModel" and config.get("num_mode"):
+        raise UsageError(
+            f"--controlnet {spec.source}: FLUX.1 ControlNet-Union models are not supported yet",
+            hint="use a FLUX.1 ControlNet for one condition (canny, depth, ...)",
+        )
+    if kind != "ControlNetUnionModel":
+        if spec.mode is not None:
+            raise UsageError(
+                f"--controlnet {spec.source}@{spec.mode}: only a ControlNet-Union model takes a mode; "
+                f"this is a {kind}",
+                hint="drop @" + spec.mode,
+            )
+        return
+    if spec.mode is None:
+        raise UsageError(
+            f"--controlnet {spec.source}: a ControlNet-Union model needs the condition the image is",
+            hint=f"e.g. --controlnet {spec.source}@canny:IMAGE (modes: openpose, depth, hed, canny, normal, "
+            "segment, tile, repaint)",
+        )
+    count = config.get("num_control_type", 6)
+    if isinstance(count, int) and spec.mode_index is not None and spec.mode_index >= count:
+        raise UsageError(
+            f"--controlnet {spec.source}@{spec.mode}: this union model has {count} modes (0-{count - 1})",
+            hint="tile (6) and repaint (7) need an 8-mode ProMax model (xinsir/controlnet-union-sdxl-1.0's)",
+        )
+
+
+def check_local(specs: tuple[ControlNetSpec, ...]) -> None:
+    """Before the base model loads: the modes of the ControlNets already on disk (a folder, a file, a
+    cached Hub id; one still to download is checked once it is here)."""
+    from sdcli.hub.cache import resolve_cached
+    from sdcli.model.sources import HUB_ID
+
+    for spec in specs:
+        path = Path(spec.source).expanduser()
+        found = path if path.exists() else resolve_cached(spec.source) if HUB_ID.match(spec.source) else None
+        if found is not None:
+            class_name(found)
+            check_mode(spec, found)
 
 
 def _load_one(spec: ControlNetSpec, path: Path, kind: str, dtype: Any) -> Any:
@@ -124,6 +185,8 @@ def load(specs: tuple[ControlNetSpec, ...], dtype: Any, device: Any) -> tuple[An
 
     paths = [_folder_or_file(spec) for spec in specs]
     kinds = [class_name(path) for path in paths]
+    for spec, path in zip(specs, paths, strict=True):
+        check_mode(spec, path)
     if len(set(kinds)) > 1:
         raise UsageError(
             "--controlnet: these ControlNets are of different kinds (" + ", ".join(kinds) + ")",
@@ -146,6 +209,7 @@ def load(specs: tuple[ControlNetSpec, ...], dtype: Any, device: Any) -> tuple[An
                 "scale": spec.scale,
                 "start": spec.start,
                 "end": spec.end,
+                **({"mode": spec.mode} if spec.mode is not None else {}),
             }
         )
     if len(models) == 1:

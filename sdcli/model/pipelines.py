@@ -211,6 +211,7 @@ TASK_PIPELINES = {
         "StableDiffusionControlNetPipeline": "StableDiffusionControlNetImg2ImgPipeline",
         "StableDiffusionXLControlNetPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
         "FluxControlNetPipeline": "FluxControlNetImg2ImgPipeline",
+        "StableDiffusionXLControlNetUnionPipeline": "StableDiffusionXLControlNetUnionImg2ImgPipeline",
     },
     "inpaint": {
         "StableDiffusionPipeline": "StableDiffusionInpaintPipeline",
@@ -225,6 +226,7 @@ TASK_PIPELINES = {
         "StableDiffusionXLControlNetPipeline": "StableDiffusionXLControlNetInpaintPipeline",
         "FluxControlNetPipeline": "FluxControlNetInpaintPipeline",
         "FluxControlNetImg2ImgPipeline": "FluxControlNetInpaintPipeline",
+        "StableDiffusionXLControlNetUnionPipeline": "StableDiffusionXLControlNetUnionInpaintPipeline",
     },
 }
 
