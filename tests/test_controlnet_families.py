@@ -339,3 +339,41 @@ def test_a_folder_with_an_at_sign_is_a_folder(tmp_path: Path) -> None:
 
     (tmp_path / "cn@v2").mkdir()
     assert ControlNetSpec.parse(f"{tmp_path}/cn@v2:img.png").mode is None
+
+
+def test_two_union_units_equal_diffusers_multi_union(
+    cli, tiny_sdxl: Path, tiny_union: Path, flux_control_image: Path, tmp_path: Path
+) -> None:
+    import diffusers
+    import torch
+    from diffusers.models.controlnets import MultiControlNetUnionModel
+
+    from sdcli.generation import prompts
+
+    second = tmp_path / "second.png"
+    Image.fromarray(np.random.default_rng(9).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(second)
+    args = ("generate", "a red boat", "-m", tiny_sdxl, "--steps", "2", "--seed", "4", *SIZE, "-o", "m.png")
+    units = (f"{tiny_union}@canny:{flux_control_image}:0.6", f"{tiny_union}@depth:{second}:1.2:0:0.5")
+    result = cli(*args, "--controlnet", units[0], "--controlnet", units[1])
+    assert result.exit_code == 0, result.stderr
+    union = diffusers.ControlNetUnionModel.from_pretrained(tiny_union)
+    pipe = diffusers.StableDiffusionXLControlNetUnionPipeline.from_pretrained(
+        tiny_sdxl, controlnet=MultiControlNetUnionModel([union, union])
+    )
+    pipe.set_progress_bar_config(disable=True)
+    texts = prompts.encode(pipe, "a red boat", "", weighting="a1111", clip_skip=1, long=True).batch(1)
+    expected = pipe(
+        **texts,
+        control_image=[_control(flux_control_image), _control(second)],
+        control_mode=[3, 1],
+        controlnet_conditioning_scale=[0.6, 1.2],
+        control_guidance_start=[0.0, 0.0],
+        control_guidance_end=[1.0, 0.5],
+        num_inference_steps=2,
+        guidance_scale=7.0,
+        width=64,
+        height=64,
+        generator=torch.Generator("cpu").manual_seed(4),
+    ).images[0]
+    assert np.array_equal(pixels("m.png"), np.asarray(expected))
+    assert [u["mode"] for u in params_and_record("m.png")[1]["controlnets"]] == ["canny", "depth"]

@@ -179,7 +179,6 @@ def _load_one(spec: ControlNetSpec, path: Path, kind: str, dtype: Any) -> Any:
 
 def load(specs: tuple[ControlNetSpec, ...], dtype: Any, device: Any) -> tuple[Any, list[dict[str, Any]]]:
     """One ControlNet (or its class's multi-model wrapper of several) on `device`, and each one's record."""
-    import diffusers
 
     from sdcli.model import hashes
 
@@ -214,7 +213,9 @@ def load(specs: tuple[ControlNetSpec, ...], dtype: Any, device: Any) -> tuple[An
         )
     if len(models) == 1:
         return models[0], records
-    return getattr(diffusers, MULTI_MODELS[kinds[0]])(models), records
+    from diffusers.models import controlnets as wrappers  # the multi-model classes are not top-level
+
+    return getattr(wrappers, MULTI_MODELS[kinds[0]])(models), records
 
 
 def kind_of(controlnet: Any) -> str:
