@@ -11,7 +11,37 @@ from sdcli.core.specs import refuse_pickle
 from sdcli.errors import UsageError
 
 PREPROCESSORS = ("none", "canny")
-USAGE = "--controlnet MODEL:IMAGE[:SCALE[:START:END]], e.g. ./control-canny:edges.png:0.8:0:0.6"
+USAGE = "--controlnet MODEL[@MODE]:IMAGE[:SCALE[:START:END]], e.g. ./control-canny:edges.png:0.8:0:0.6"
+# ControlNet-Union's conditions, as xinsir/controlnet-union-sdxl-1.0 (ProMax: with 7) numbers them; each
+# name also as A1111's ControlNet extension writes it (`Union Control Type:`).
+UNION_MODES = {
+    "openpose": 0,
+    "pose": 0,
+    "depth": 1,
+    "hed": 2,
+    "scribble": 2,
+    "softedge": 2,
+    "pidi": 2,
+    "canny": 3,
+    "lineart": 3,
+    "mlsd": 3,
+    "normal": 4,
+    "segment": 5,
+    "seg": 5,
+    "tile": 6,
+    "repaint": 7,
+    "inpaint": 7,
+}
+A1111_UNION_TYPES = (
+    "OpenPose",
+    "Depth",
+    "Hed/Pidi/Scribble/Ted",
+    "Canny/Lineart/Anime_Lineart/Mlsd",
+    "Normal",
+    "Segment",
+    "Tile",
+    "Repaint",
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +51,7 @@ class ControlNetSpec:
     scale: float = 1.0  # controlnet_conditioning_scale
     start: float = 0.0  # control_guidance_start: the fraction of the steps where the control begins
     end: float = 1.0  # control_guidance_end
+    mode: str | None = None  # a ControlNet-Union's condition (`MODEL@canny`): a UNION_MODES name
 
     @classmethod
     def parse(cls, text: str) -> ControlNetSpec:
@@ -42,7 +73,12 @@ class ControlNetSpec:
         if not source.strip() or not image.strip():
             raise UsageError(f"--controlnet {text}: expected MODEL:IMAGE", hint=USAGE)
         scale, start, end = (numbers + [0.0, 1.0])[:3] if len(numbers) == 1 else (numbers or [1.0, 0.0, 1.0])
-        return cls(source, Path(image).expanduser(), scale, start, end)
+        source, mode = _split_mode(source)
+        return cls(source, Path(image).expanduser(), scale, start, end, mode)
+
+    @property
+    def mode_index(self) -> int | None:
+        return None if self.mode is None else UNION_MODES[self.mode]
 
     def validated(self, allow_pickle: bool = False) -> ControlNetSpec:
         what = f"--controlnet {self.source}:{self.image}"
@@ -65,6 +101,22 @@ class ControlNetSpec:
         if looks_local and not path.exists():
             raise UsageError(f"{what}: {self.source}: no such file or folder")
         return self
+
+
+def _split_mode(source: str) -> tuple[str, str | None]:
+    """`MODEL@MODE`: a Hub id never holds `@`, and a local path that does (and exists) is kept whole."""
+    model, at, mode = source.rpartition("@")
+    if not at or Path(source).expanduser().exists():
+        return source, None
+    name = mode.strip().lower()
+    if name.isdigit():  # the number a diffusers script passes as control_mode
+        name = next((k for k, v in UNION_MODES.items() if v == int(name)), name)
+    if name not in UNION_MODES or not model.strip():
+        raise UsageError(
+            f"--controlnet {source}: {mode!r} is not a ControlNet-Union mode",
+            hint="MODEL@MODE:IMAGE with MODE one of " + ", ".join(UNION_MODES),
+        )
+    return model, name
 
 
 def _is_number(text: str) -> bool:

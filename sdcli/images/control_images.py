@@ -17,6 +17,9 @@ CONTROL_HINT = "pip install 'sdcli[control]' (or: pip install opencv-python-head
 
 def check(specs: tuple[ControlNetSpec, ...], preprocess: str) -> None:
     """Before the model loads: every control image decodes, and the preprocessor's package is installed."""
+    from sdcli.model import controlnets
+
+    controlnets.check_local(specs)
     for spec in specs:
         inputs.read_image(spec.image)
     if specs and preprocess == "canny":
@@ -65,6 +68,17 @@ def pipeline_args(
     control image's record. `image_key`: `image` for text-to-image, `control_image` for img2img/inpaint."""
     maps, records = prepare(specs, preprocess, width, height)
     one = len(specs) == 1
+    if any(spec.mode is not None for spec in specs):
+        # ControlNet-Union pipelines take lists, one image and mode per condition; for several union
+        # models (MultiControlNetUnionModel) the pipeline nests each item itself.
+        union = {
+            "control_image": maps,
+            "control_mode": [spec.mode_index for spec in specs],
+            "controlnet_conditioning_scale": specs[0].scale if one else [s.scale for s in specs],
+            "control_guidance_start": specs[0].start if one else [s.start for s in specs],
+            "control_guidance_end": specs[0].end if one else [s.end for s in specs],
+        }
+        return union, records
     args = {
         image_key: maps[0] if one else maps,
         "controlnet_conditioning_scale": specs[0].scale if one else [s.scale for s in specs],

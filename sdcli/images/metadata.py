@@ -117,6 +117,23 @@ def _hash_list(items: Any) -> str | None:
     return ", ".join(pairs) or None
 
 
+def _union_type(mode: Any) -> dict[str, str]:
+    from sdcli.core.control_specs import A1111_UNION_TYPES, UNION_MODES
+
+    index = UNION_MODES.get(mode) if isinstance(mode, str) else None
+    return {} if index is None else {"Union Control Type": A1111_UNION_TYPES[index]}
+
+
+def _union_mode(text: str | None) -> dict[str, str]:
+    """A1111's `Union Control Type: Canny/Lineart/...` as the record's mode: the first of sdcli's names."""
+    from sdcli.core.control_specs import A1111_UNION_TYPES, UNION_MODES
+
+    if text not in A1111_UNION_TYPES:
+        return {}
+    index = A1111_UNION_TYPES.index(text)
+    return {"mode": next(name for name, value in UNION_MODES.items() if value == index)}
+
+
 def _controlnet_fields(controlnets: Any, ip_adapters: Any) -> dict[str, str]:
     """A1111's ControlNet extension's `ControlNet N: "Module: ..., Model: NAME [HASH], Weight: ..."` units
     (quoted by format_value: they hold `:` and `,`). The extension runs IP-Adapters as units too (module
@@ -135,6 +152,7 @@ def _controlnet_fields(controlnets: Any, ip_adapters: Any) -> dict[str, str]:
             "Weight": item.get("scale", 1.0),
             "Guidance Start": 0.0 if is_ip else item.get("start", 0.0),
             "Guidance End": 1.0 if is_ip else item.get("end", 1.0),
+            **({} if is_ip else _union_type(item.get("mode"))),
         }
         text = ", ".join(
             f"{key}: {format_value(value) if is_number(value) else value}" for key, value in unit.items()
@@ -442,7 +460,15 @@ def _controlnets_from_a1111(params: Mapping[str, Any]) -> list[dict[str, Any]]:
             except ValueError:
                 read = default
             numbers[number] = read if math.isfinite(read) else default
-        found.append({"name": name or None, "hash": digest, **numbers, "preprocess": unit.get("Module")})
+        found.append(
+            {
+                "name": name or None,
+                "hash": digest,
+                **numbers,
+                "preprocess": unit.get("Module"),
+                **_union_mode(unit.get("Union Control Type")),
+            }
+        )
     return found
 
 

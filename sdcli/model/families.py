@@ -66,6 +66,11 @@ SD3 = Family("sd3", "SD3", clip_prompts=False, negative=True, own_decode=True, s
 GENERIC = Family("generic", "this pipeline", clip_prompts=False, negative=True, own_decode=False)
 
 
+# FluxPipeline, FluxImg2ImgPipeline, FluxInpaintPipeline and their FluxControlNet... variants; not
+# FluxKontext, FluxFill or the other Flux pipelines, which are run as generic ones.
+FLUX_TASKS = ("Pipeline", "Img2ImgPipeline", "InpaintPipeline")
+
+
 def of_class(name: str) -> Family:
     """The family of a pipeline class name, as `model_index.json` spells it. FLUX.1-dev and schnell share
     classes: `of_pipeline` tells them apart by the transformer's config."""
@@ -75,7 +80,7 @@ def of_class(name: str) -> Family:
         return SD3
     if name.startswith("StableDiffusion"):
         return SD
-    if name in ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"):
+    if name.startswith("Flux") and name.removeprefix("FluxControlNet").removeprefix("Flux") in FLUX_TASKS:
         return FLUX
     return GENERIC
 

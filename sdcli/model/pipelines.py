@@ -222,6 +222,8 @@ TASK_PIPELINES = {
         "FluxPipeline": "FluxImg2ImgPipeline",
         "StableDiffusionControlNetPipeline": "StableDiffusionControlNetImg2ImgPipeline",
         "StableDiffusionXLControlNetPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
+        "FluxControlNetPipeline": "FluxControlNetImg2ImgPipeline",
+        "StableDiffusionXLControlNetUnionPipeline": "StableDiffusionXLControlNetUnionImg2ImgPipeline",
     },
     "inpaint": {
         "StableDiffusionPipeline": "StableDiffusionInpaintPipeline",
@@ -234,6 +236,9 @@ TASK_PIPELINES = {
         "FluxImg2ImgPipeline": "FluxInpaintPipeline",
         "StableDiffusionControlNetPipeline": "StableDiffusionControlNetInpaintPipeline",
         "StableDiffusionXLControlNetPipeline": "StableDiffusionXLControlNetInpaintPipeline",
+        "FluxControlNetPipeline": "FluxControlNetInpaintPipeline",
+        "FluxControlNetImg2ImgPipeline": "FluxControlNetInpaintPipeline",
+        "StableDiffusionXLControlNetUnionPipeline": "StableDiffusionXLControlNetUnionInpaintPipeline",
     },
 }
 
