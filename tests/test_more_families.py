@@ -1,0 +1,53 @@
+"""The families diffusers runs that sdcli has no special path for (Qwen-Image, FLUX.2 klein, Chroma,
+Z-Image, ...): each tiny pipeline, run through the CLI, makes the pixels a plain diffusers script makes,
+records what it ran, and remakes itself from its PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tests.family_fixtures import plain_diffusers
+from tests.png_helpers import params_and_record, pixels
+
+PIPELINES = {
+    "qwen-image": "QwenImagePipeline",
+    "flux2-klein": "Flux2KleinPipeline",
+    "chroma": "ChromaPipeline",
+    "z-image": "ZImagePipeline",
+}
+RUN = ("--steps", "2", "-W", "32", "-H", "32")
+
+
+def test_generate_matches_a_plain_diffusers_script(cli, new_family_model: tuple[str, Path]) -> None:
+    name, folder = new_family_model
+    result = cli("generate", "a cat", "-m", folder, *RUN, "--seed", "3", "-o", "x.png")
+    assert result.exit_code == 0, result.stderr
+    expected = plain_diffusers(folder, "a cat", 3, num_inference_steps=2, width=32, height=32)
+    assert np.array_equal(pixels("x.png").astype(int), expected)
+    _, record = params_and_record("x.png")
+    assert record["pipeline"] == PIPELINES[name] and record["family"] == "generic"
+    assert (record["width"], record["height"], record["steps"], record["seed"]) == (32, 32, 2, 3)
+    again = cli("generate", "--from", "x.png", "-m", folder, "-o", "y.png")
+    assert again.exit_code == 0, again.stderr
+    assert np.array_equal(pixels("x.png"), pixels("y.png"))
+
+
+def test_info_check_runs_the_model(cli, new_family_model: tuple[str, Path]) -> None:
+    name, folder = new_family_model
+    result = cli("info", "--check", "-m", folder, "--json")
+    assert result.exit_code == 0, result.stderr
+    check = json.loads(result.stdout)["check"]
+    assert check["ok"] and check["pipeline"] == PIPELINES[name]
+
+
+def test_a_pipeline_with_no_native_size_gets_the_1024_diffusers_falls_back_to() -> None:
+    """Z-Image has no default_sample_size and its transformer's config no sample_size."""
+    from types import SimpleNamespace
+
+    from sdcli.generation import engine
+
+    pipe = SimpleNamespace(transformer=SimpleNamespace(config=SimpleNamespace()), vae_scale_factor=8)
+    assert engine.native_size(pipe) == (1024, 1024)
