@@ -43,6 +43,39 @@ def test_info_check_runs_the_model(cli, new_family_model: tuple[str, Path]) -> N
     assert check["ok"] and check["pipeline"] == PIPELINES[name]
 
 
+# The `__call__` parameter each family's classifier-free guidance goes by, and its default (what sdcli
+# records when -g is left alone); None: the pipeline takes no negative prompt.
+CFG = {
+    "qwen-image": ("true_cfg_scale", 4.0),  # guidance_scale is for guidance-distilled Qwen-Image only
+    "flux2-klein": (None, 4.0),  # guides away from "" itself
+    "chroma": ("guidance_scale", 5.0),
+    "z-image": ("guidance_scale", 5.0),
+}
+
+
+def test_guidance_and_negative_reach_the_pipelines_cfg(cli, new_family_model: tuple[str, Path]) -> None:
+    name, folder = new_family_model
+    parameter, default = CFG[name]
+    plain = cli("generate", "a cat", "-m", folder, *RUN, "--seed", "5", "-o", "plain.png")
+    assert plain.exit_code == 0, plain.stderr
+    assert params_and_record("plain.png")[1]["guidance"] == default
+    negative = cli(
+        "generate", "a cat", "-m", folder, *RUN, "--seed", "5", "-n", "a dog", "-g", "6", "-o", "n.png"
+    )
+    if parameter is None:
+        assert negative.exit_code == 2
+        assert f"{PIPELINES[name]} has no negative_prompt parameter" in negative.stderr
+        return
+    assert negative.exit_code == 0, negative.stderr
+    kwargs = {parameter: 6.0, "negative_prompt": "a dog"}
+    expected = plain_diffusers(folder, "a cat", 5, num_inference_steps=2, width=32, height=32, **kwargs)
+    got = pixels("n.png").astype(int)
+    assert np.array_equal(got, expected)
+    assert not np.array_equal(got, pixels("plain.png").astype(int))  # the negative did something
+    text, record = params_and_record("n.png")
+    assert record["guidance"] == 6.0 and record["negative"] == "a dog" and "CFG scale: 6" in text
+
+
 def test_a_pipeline_with_no_native_size_gets_the_1024_diffusers_falls_back_to() -> None:
     """Z-Image has no default_sample_size and its transformer's config no sample_size."""
     from types import SimpleNamespace
