@@ -1,6 +1,6 @@
 """The families diffusers runs that sdcli has no special path for (Qwen-Image, FLUX.2 klein, Chroma,
-Z-Image, ...): each tiny pipeline, run through the CLI, makes the pixels a plain diffusers script makes,
-records what it ran, and remakes itself from its PNG."""
+Z-Image, Sana, Lumina2): each tiny pipeline, run through the CLI, makes the pixels a plain diffusers
+script makes, records what it ran, and remakes itself from its PNG."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ PIPELINES = {
     "flux2-klein": "Flux2KleinPipeline",
     "chroma": "ChromaPipeline",
     "z-image": "ZImagePipeline",
+    "sana": "SanaPipeline",
+    "lumina2": "Lumina2Pipeline",
 }
 RUN = ("--steps", "2", "-W", "32", "-H", "32")
 
@@ -50,6 +52,8 @@ CFG = {
     "flux2-klein": (None, 4.0),  # guides away from "" itself
     "chroma": ("guidance_scale", 5.0),
     "z-image": ("guidance_scale", 5.0),
+    "sana": ("guidance_scale", 4.5),
+    "lumina2": ("guidance_scale", 4.0),
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sdcli.diagnostics.tiny import TinySpec
 
-NEW_FAMILIES = ("qwen-image", "flux2-klein", "chroma", "z-image")
+NEW_FAMILIES = ("qwen-image", "flux2-klein", "chroma", "z-image", "sana", "lumina2")
 
 # Qwen's chat markers, which the pipelines' prompt templates spell out and expect as single tokens.
 _QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
@@ -47,6 +47,137 @@ def qwen_tokenizer() -> Any:
     tokenizer.add_special_tokens({"additional_special_tokens": list(_QWEN_SPECIALS[1:])})
     tokenizer.chat_template = _QWEN_CHAT_TEMPLATE
     return tokenizer
+
+
+_GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>")
+
+
+def gemma_tokenizer() -> Any:
+    """A Gemma tokenizer over the 256 byte-level symbols plus Gemma's pad/eos/bos/unk (260 ids)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import GemmaTokenizer
+
+    vocab = {symbol: i for i, symbol in enumerate(_GEMMA_SPECIALS)}
+    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[symbol] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return GemmaTokenizer(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
+    )
+
+
+def _gemma2(hidden: int, head_dim: int, intermediate: int, layers: int) -> Any:
+    from transformers import Gemma2Config, Gemma2Model
+
+    config = Gemma2Config(
+        head_dim=head_dim,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_attention_heads=2,
+        num_hidden_layers=layers,
+        num_key_value_heads=2,
+        vocab_size=len(_GEMMA_SPECIALS) + 256,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+    )
+    return Gemma2Model(config)
+
+
+def _sana(spec: TinySpec) -> Any:
+    from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
+
+    transformer = SanaTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        num_attention_heads=2,
+        attention_head_dim=4,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=4,
+        cross_attention_dim=8,
+        caption_channels=8,
+        # SanaPipeline renders at its aspect-ratio bins and resizes to the size asked for; sample_size 16
+        # picks its 512 px bins (32 would pick 1024, 8x the work), 64x64 latents with this 8x VAE.
+        sample_size=16,
+    )
+    vae = AutoencoderDC(
+        in_channels=3,
+        latent_channels=4,
+        attention_head_dim=2,
+        encoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock"),
+        decoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock"),
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        encoder_qkv_multiscales=((), (), (), (5,)),
+        decoder_qkv_multiscales=((), (), (), (5,)),
+        encoder_layers_per_block=(1, 1, 1, 1),
+        decoder_layers_per_block=[1, 1, 1, 1],
+        downsample_block_type="conv",
+        upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        scaling_factor=0.41407,
+    )
+    return SanaPipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder=_gemma2(8, 16, 64, 1),
+        tokenizer=gemma_tokenizer(),
+    )
+
+
+def _lumina2(spec: TinySpec) -> Any:
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        Lumina2Pipeline,
+        Lumina2Transformer2DModel,
+    )
+
+    transformer = Lumina2Transformer2DModel(
+        sample_size=4,
+        patch_size=2,
+        in_channels=4,
+        hidden_size=8,
+        num_layers=2,
+        num_attention_heads=1,
+        num_kv_heads=1,
+        multiple_of=16,
+        ffn_dim_multiplier=None,
+        norm_eps=1e-5,
+        scaling_factor=1.0,
+        axes_dim_rope=[4, 2, 2],
+        cap_feat_dim=8,
+    )
+    vae = AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        # Lumina2Pipeline assumes an 8x VAE (its vae_scale_factor is fixed): three downsamples, or 4x4 images.
+        block_out_channels=(4, 4, 4, 4),
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    return Lumina2Pipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=_gemma2(8, 4, 8, 2),
+        tokenizer=gemma_tokenizer(),
+    )
 
 
 def _qwen_vocab_size() -> int:
@@ -269,7 +400,14 @@ def _z_image(spec: TinySpec) -> Any:
     )
 
 
-_BUILDERS = {"qwen-image": _qwen_image, "flux2-klein": _flux2_klein, "chroma": _chroma, "z-image": _z_image}
+_BUILDERS = {
+    "qwen-image": _qwen_image,
+    "flux2-klein": _flux2_klein,
+    "chroma": _chroma,
+    "z-image": _z_image,
+    "sana": _sana,
+    "lumina2": _lumina2,
+}
 
 
 def build_tiny_new_family_pipeline(spec: TinySpec) -> Any:
