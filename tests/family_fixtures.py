@@ -1,5 +1,6 @@
-"""Tiny random-weight FLUX.1-dev, FLUX.1-schnell and SD3 pipelines, saved once per session with
-`save_pretrained` and loaded back through the real loading code, as a user's folder would be.
+"""Tiny random-weight FLUX.1-dev, FLUX.1-schnell, SD3, PixArt and the newer families' pipelines, saved
+once per session with `save_pretrained` and loaded back through the real loading code, as a user's folder
+would be.
 
 A plugin module registered in tests/conftest.py, like tests/model_fixtures.py.
 """
@@ -10,13 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from sdcli.diagnostics.tiny_new_families import NEW_FAMILIES
+
 
 def save_family(root: Path, family: str) -> Path:
     from sdcli.diagnostics.tiny import TinySpec
     from sdcli.diagnostics.tiny_families import build_tiny_family_pipeline
+    from sdcli.diagnostics.tiny_new_families import NEW_FAMILIES, build_tiny_new_family_pipeline
 
     folder = root / f"tiny-{family}"
-    build_tiny_family_pipeline(TinySpec(family)).save_pretrained(folder)
+    build = build_tiny_new_family_pipeline if family in NEW_FAMILIES else build_tiny_family_pipeline
+    build(TinySpec(family)).save_pretrained(folder)
     return folder
 
 
@@ -28,7 +33,8 @@ def plain_diffusers(folder: Path, prompt: str, seed: int, **kwargs: object):
 
     pipe = DiffusionPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
-    image = pipe(prompt, generator=torch.Generator("cpu").manual_seed(seed), **kwargs).images[0]
+    # By name: Flux2KleinPipeline's first parameter is `image`, not `prompt`.
+    image = pipe(prompt=prompt, generator=torch.Generator("cpu").manual_seed(seed), **kwargs).images[0]
     return np.asarray(image.convert("RGB")).astype(int)
 
 
@@ -55,3 +61,9 @@ def tiny_pixart(family_models: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd3(family_models: Path) -> Path:
     return save_family(family_models, "sd3")
+
+
+@pytest.fixture(scope="session", params=NEW_FAMILIES)
+def new_family_model(request: pytest.FixtureRequest, family_models: Path) -> tuple[str, Path]:
+    """Each family sdcli has no special path for, saved once per session (pytest groups its tests)."""
+    return request.param, save_family(family_models, request.param)

@@ -52,13 +52,20 @@ def _installed_versions() -> tuple[tuple[str, str], ...]:
     return tuple(found.items())
 
 
+# What pipelines that know no native size of their own make when given none (Z-Image's `height or 1024`).
+FALLBACK_SIZE = 1024
+
+
 def native_size(pipe: Any) -> tuple[int, int]:
     # default_sample_size: SDXL, SD3, FLUX.1 and most other pipelines have it; SD 1.x/2.x use the UNet's,
-    # transformer pipelines without it (PixArt) their transformer's.
+    # transformer pipelines without it (PixArt) their transformer's. Z-Image has neither: its transformer's
+    # config has no sample_size, and its `__call__` falls back to 1024 px.
     size = getattr(pipe, "default_sample_size", None)
     if not size:
-        denoiser = getattr(pipe, "unet", None) or pipe.transformer
-        size = denoiser.config.sample_size
+        denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+        size = getattr(getattr(denoiser, "config", None), "sample_size", None)
+    if not isinstance(size, int) or size < 1:
+        return FALLBACK_SIZE, FALLBACK_SIZE
     return size * pipe.vae_scale_factor, size * pipe.vae_scale_factor
 
 

@@ -46,19 +46,37 @@ def with_defaults(family: Family, pipe: Any, request: Any) -> Any:
     if "guidance" in request.defaulted:
         guidance = family.guidance_default
         if guidance is None:
-            guidance = _call_default(pipe, "guidance_scale")
+            guidance = _call_default(pipe, cfg_parameter(family, pipe))
         if isinstance(guidance, (int, float)) and guidance >= 0:
             changes["guidance"] = float(guidance)
     return replace(request, **changes) if changes else request
 
 
+def cfg_parameter(family: Family, pipe: Any) -> str:
+    """The `__call__` parameter that is classifier-free guidance, which sdcli's --guidance sets.
+
+    Qwen-Image's is `true_cfg_scale` (4.0, applied when there is a negative prompt): its `guidance_scale`
+    defaults to None and feeds only a guidance-distilled transformer, so setting it would change nothing
+    and record a CFG that was never applied."""
+    if family is GENERIC:
+        parameters = call_parameters(pipe)
+        guidance = parameters.get("guidance_scale")
+        if "true_cfg_scale" in parameters and (guidance is None or guidance.default is None):
+            return "true_cfg_scale"
+    return "guidance_scale"
+
+
 def check_request(family: Family, pipe: Any, request: Any, width: int, height: int) -> None:
     """What the family cannot do, refused before any denoising."""
     if request.negative and (not family.negative or "negative_prompt" not in call_parameters(pipe)):
-        raise UsageError(
-            f"{family.label} takes no negative prompt; --negative would be ignored",
-            hint="FLUX.1 is guidance-distilled: describe what you want instead, and drop --negative",
+        # FLUX.1's hint would mislead elsewhere: FLUX.2 klein guides away from "" itself, not from nothing.
+        hint = (
+            f"{type(pipe).__name__} has no negative_prompt parameter: describe what you want instead, "
+            "and drop --negative"
+            if family is GENERIC
+            else "FLUX.1 is guidance-distilled: describe what you want instead, and drop --negative"
         )
+        raise UsageError(f"{family.label} takes no negative prompt; --negative would be ignored", hint=hint)
     multiple = _size_multiple(family, pipe)
     if width % multiple or height % multiple:
         raise UsageError(
@@ -111,9 +129,13 @@ def prompt_texts(family: Family, request: Any, n: int) -> dict[str, Any]:
 
 def call_arguments(family: Family, pipe: Any, arguments: dict[str, Any]) -> dict[str, Any]:
     """A generic pipeline gets only the arguments its `__call__` names (one without guidance_scale or a
-    step callback would fail on them); the known families get every one, as before."""
+    step callback would fail on them), and --guidance under the name of its CFG (`cfg_parameter`); the
+    known families get every one, as before."""
     if family is not GENERIC:
         return arguments
+    if "guidance_scale" in arguments and cfg_parameter(family, pipe) == "true_cfg_scale":
+        arguments = dict(arguments)
+        arguments["true_cfg_scale"] = arguments.pop("guidance_scale")
     parameters = call_parameters(pipe)
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return arguments

@@ -1,0 +1,421 @@
+"""Tiny random-weight pipelines of the families sdcli has no special path for (Qwen-Image, FLUX.2 klein,
+Chroma, Z-Image, ...), built in memory with no download, so the tests can prove the generic path runs each
+as a plain diffusers script does.
+
+The component configs follow diffusers' own `get_dummy_components` for each pipeline; the tokenizers those
+tests fetch from the Hub are built here instead: a byte-level BPE with no merges stands in for Qwen's (every
+prompt tokenizes, one token per byte) and the unigram T5 one of `tiny_families` for T5's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sdcli.diagnostics.tiny import TinySpec
+
+NEW_FAMILIES = ("qwen-image", "flux2-klein", "chroma", "z-image", "sana", "lumina2")
+
+# Qwen's chat markers, which the pipelines' prompt templates spell out and expect as single tokens.
+_QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
+# The Qwen3 chat template cut to what the pipelines use: messages, a generation prompt, and the empty
+# thinking block that `enable_thinking=False` adds.
+_QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+)
+
+
+def qwen_tokenizer() -> Any:
+    """A Qwen2 tokenizer (transformers 5's, the fast one) over the 256 byte-level symbols plus Qwen's chat
+    markers (~260 ids)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import Qwen2Tokenizer
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = Qwen2Tokenizer(
+        tokenizer_object=core,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=1024,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": list(_QWEN_SPECIALS[1:])})
+    tokenizer.chat_template = _QWEN_CHAT_TEMPLATE
+    return tokenizer
+
+
+_GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>")
+
+
+def gemma_tokenizer() -> Any:
+    """A Gemma tokenizer over the 256 byte-level symbols plus Gemma's pad/eos/bos/unk (260 ids)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import GemmaTokenizer
+
+    vocab = {symbol: i for i, symbol in enumerate(_GEMMA_SPECIALS)}
+    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[symbol] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return GemmaTokenizer(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
+    )
+
+
+def _gemma2(hidden: int, head_dim: int, intermediate: int, layers: int) -> Any:
+    from transformers import Gemma2Config, Gemma2Model
+
+    config = Gemma2Config(
+        head_dim=head_dim,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_attention_heads=2,
+        num_hidden_layers=layers,
+        num_key_value_heads=2,
+        vocab_size=len(_GEMMA_SPECIALS) + 256,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+    )
+    return Gemma2Model(config)
+
+
+def _sana(spec: TinySpec) -> Any:
+    from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
+
+    transformer = SanaTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        num_attention_heads=2,
+        attention_head_dim=4,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=4,
+        cross_attention_dim=8,
+        caption_channels=8,
+        # SanaPipeline renders at its aspect-ratio bins and resizes to the size asked for; sample_size 16
+        # picks its 512 px bins (32 would pick 1024, 8x the work), 64x64 latents with this 8x VAE.
+        sample_size=16,
+    )
+    vae = AutoencoderDC(
+        in_channels=3,
+        latent_channels=4,
+        attention_head_dim=2,
+        encoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock"),
+        decoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock"),
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        encoder_qkv_multiscales=((), (), (), (5,)),
+        decoder_qkv_multiscales=((), (), (), (5,)),
+        encoder_layers_per_block=(1, 1, 1, 1),
+        decoder_layers_per_block=[1, 1, 1, 1],
+        downsample_block_type="conv",
+        upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        scaling_factor=0.41407,
+    )
+    return SanaPipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder=_gemma2(8, 16, 64, 1),
+        tokenizer=gemma_tokenizer(),
+    )
+
+
+def _lumina2(spec: TinySpec) -> Any:
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        Lumina2Pipeline,
+        Lumina2Transformer2DModel,
+    )
+
+    transformer = Lumina2Transformer2DModel(
+        sample_size=4,
+        patch_size=2,
+        in_channels=4,
+        hidden_size=8,
+        num_layers=2,
+        num_attention_heads=1,
+        num_kv_heads=1,
+        multiple_of=16,
+        ffn_dim_multiplier=None,
+        norm_eps=1e-5,
+        scaling_factor=1.0,
+        axes_dim_rope=[4, 2, 2],
+        cap_feat_dim=8,
+    )
+    vae = AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        # Lumina2Pipeline assumes an 8x VAE (its vae_scale_factor is fixed): three downsamples, or 4x4 images.
+        block_out_channels=(4, 4, 4, 4),
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    return Lumina2Pipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=_gemma2(8, 4, 8, 2),
+        tokenizer=gemma_tokenizer(),
+    )
+
+
+def _qwen_vocab_size() -> int:
+    return 256 + len(_QWEN_SPECIALS)
+
+
+def _qwen_image(spec: TinySpec) -> Any:
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2,
+        in_channels=16,
+        out_channels=4,
+        num_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=3,
+        joint_attention_dim=16,
+        guidance_embeds=False,
+        axes_dims_rope=(8, 4, 4),
+    )
+    vae = AutoencoderKLQwenImage(
+        base_dim=24,
+        z_dim=4,
+        dim_mult=[1, 2, 4],
+        num_res_blocks=1,
+        temperal_downsample=[False, True],
+        latents_mean=[0.0] * 4,
+        latents_std=[1.0] * 4,
+    )
+    vocab = _qwen_vocab_size()
+    # The vision tower is never run for text-to-image, but the config needs its token ids inside the vocab.
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+            "rope_theta": 1000000.0,
+            "vocab_size": vocab,
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_heads": 2,
+            "out_hidden_size": 16,
+        },
+        vision_start_token_id=vocab - 3,
+        vision_end_token_id=vocab - 2,
+        image_token_id=vocab - 1,
+        video_token_id=vocab - 1,
+    )
+    return QwenImagePipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=Qwen2_5_VLForConditionalGeneration(config),
+        tokenizer=qwen_tokenizer(),
+    )
+
+
+def _qwen3(layers: int, *, causal_lm: bool) -> Any:
+    from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3Model
+
+    config = Qwen3Config(
+        hidden_size=16,
+        intermediate_size=16,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=8,
+        vocab_size=_qwen_vocab_size(),
+        max_position_embeddings=1024,
+    )
+    return Qwen3ForCausalLM(config) if causal_lm else Qwen3Model(config)
+
+
+def _flux2_klein(spec: TinySpec) -> Any:
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+
+    # Klein stacks the text encoder's hidden states 9, 18 and 27 by default: a 27-layer encoder lets a
+    # plain `pipe(prompt)` run with that default, and at width 16 it is still tiny.
+    transformer = Flux2Transformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=48,  # three stacked layers of 16
+        timestep_guidance_channels=256,
+        axes_dims_rope=[4, 4, 4, 4],
+        guidance_embeds=False,
+    )
+    vae = AutoencoderKLFlux2(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=1,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+    return Flux2KleinPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=_qwen3(27, causal_lm=True),
+        tokenizer=qwen_tokenizer(),
+        transformer=transformer,
+        vae=vae,
+    )
+
+
+def _chroma(spec: TinySpec) -> Any:
+    from diffusers import (
+        AutoencoderKL,
+        ChromaPipeline,
+        ChromaTransformer2DModel,
+        FlowMatchEulerDiscreteScheduler,
+    )
+
+    from sdcli.diagnostics.tiny_families import T5_WIDTH, _t5_encoder, _t5_tokenizer
+
+    transformer = ChromaTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=T5_WIDTH,
+        axes_dims_rope=[4, 4, 8],
+        approximator_hidden_dim=32,
+        approximator_layers=1,
+        approximator_num_channels=16,
+    )
+    vae = AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=1,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    return ChromaPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=_t5_encoder(),
+        tokenizer=_t5_tokenizer(),
+        transformer=transformer,
+        vae=vae,
+    )
+
+
+def _z_image(spec: TinySpec) -> Any:
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        ZImagePipeline,
+        ZImageTransformer2DModel,
+    )
+
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=16,
+        dim=32,
+        n_layers=2,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+        norm_eps=1e-5,
+        qk_norm=True,
+        cap_feat_dim=16,
+        rope_theta=256.0,
+        t_scale=1000.0,
+        axes_dims=[8, 4, 4],
+        # Room for 64 patches a side: `info --check` runs at 256 px, 128 latents with this 2x VAE.
+        axes_lens=[256, 64, 64],
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        block_out_channels=[8, 16],
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=8,
+        sample_size=32,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+    )
+    return ZImagePipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=_qwen3(2, causal_lm=False),
+        tokenizer=qwen_tokenizer(),
+    )
+
+
+_BUILDERS = {
+    "qwen-image": _qwen_image,
+    "flux2-klein": _flux2_klein,
+    "chroma": _chroma,
+    "z-image": _z_image,
+    "sana": _sana,
+    "lumina2": _lumina2,
+}
+
+
+def build_tiny_new_family_pipeline(spec: TinySpec) -> Any:
+    """A random-weight pipeline of one of `NEW_FAMILIES`, deterministic for a given spec."""
+    import torch
+
+    builder = _BUILDERS.get(spec.family)
+    if builder is None:
+        raise ValueError(f"unknown tiny pipeline family {spec.family!r}; one of {', '.join(NEW_FAMILIES)}")
+    torch.manual_seed(spec.seed)
+    return builder(spec)
