@@ -94,7 +94,8 @@ def plan_run(
         args.keep_filtered,
         task,
         bad_inputs,
-        not args.no_worker and not model.controlnets,  # the worker protocol carries no ControlNets yet
+        # the worker protocol carries no ControlNets or refiners yet
+        not args.no_worker and not model.controlnets and model.refiner is None,
     )
 
 

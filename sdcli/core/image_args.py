@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.core import control_specs
-from sdcli.core.requests import DEFAULT_MODEL, GenerationRequest, MemoryOptions, ModelRequest
+from sdcli.core.requests import DEFAULT_MODEL, REFINER_SWITCH, GenerationRequest, MemoryOptions, ModelRequest
 from sdcli.core.specs import EmbeddingSpec, LoraSpec
 from sdcli.errors import UsageError
 
@@ -49,6 +49,8 @@ class ImageArgs:
     hires_steps: int = 0
     hires_strength: float = 0.7
     hires_upscaler: str = "latent"
+    refiner: str | None = None  # generate only: an SDXL refiner that runs the steps after refiner_switch
+    refiner_switch: float = REFINER_SWITCH
     device: str = "auto"
     dtype: str = "auto"
     rng: str = "cpu"
@@ -105,6 +107,8 @@ class ImageArgs:
         return MemoryOptions(**chosen)
 
     def model_request(self) -> ModelRequest:
+        if self.refiner is None and "refiner_switch" in self.given:
+            raise UsageError("--refiner-switch needs --refiner MODEL")
         return ModelRequest(
             model=self.model,
             revision=self.revision,
@@ -124,6 +128,7 @@ class ImageArgs:
             embeddings=tuple(EmbeddingSpec.parse(text) for text in self.embedding),
             controlnets=control_specs.parse_all(self.controlnet, self.control_preprocess, self.allow_pickle),
             control_preprocess=self.control_preprocess,
+            refiner=self.refiner,
         ).validated()
 
     def generation_request(self, prompt: str | None = None) -> GenerationRequest:
@@ -147,4 +152,5 @@ class ImageArgs:
             hires_steps=self.hires_steps,
             hires_strength=self.hires_strength,
             hires_upscaler=self.hires_upscaler,
+            refiner_switch=self.refiner_switch if self.refiner is not None else None,
         ).validated()

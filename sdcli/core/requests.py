@@ -26,6 +26,7 @@ MAX_SIZE = 8192  # pixels per side, 16x SD 1.5's own 512: attention memory grows
 OFFLOAD_MODES = ("none", "model", "sequential")
 WEIGHTINGS = ("a1111", "none")  # prompt attention syntax: A1111's `(word:1.3)`, or the text as typed
 HIRES_UPSCALERS = ("latent", "lanczos")  # latent: nearest-neighbour on the latents; lanczos: on the pixels
+REFINER_SWITCH = 0.8  # A1111's default "Refiner switch at"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class ModelRequest:
     quantize: str | None = None  # a sdcli.model.quantization scheme name: bnb-4bit, torchao-int8, ...
     controlnets: tuple[ControlNetSpec, ...] = ()  # parsed and checked by control_specs.parse_all
     control_preprocess: str = "none"  # how each control image becomes its control map: none, canny
+    # SDXL's ensemble of experts: a second SDXL model (refiner or base) that runs the last steps. Loaded with
+    # the same device, dtype and variant; no LoRAs or embeddings (A1111 applies them to the base only).
+    refiner: str | None = None
 
     def validated(self) -> ModelRequest:
         model = MODEL_ALIASES.get(self.model, self.model)
@@ -93,7 +97,21 @@ class ModelRequest:
             raise UsageError(f"--rng {self.rng!r} is not one of cpu, device")
         specs.refuse_pickle(model, self.allow_pickle, "--model")
         specs.validated(self.loras, self.embeddings, self.allow_pickle)
+        if self.refiner is not None:
+            self.check_refiner(self.refiner)
         return replace(self, model=model, memory=self.memory.validated())
+
+    def check_refiner(self, refiner: str) -> None:
+        from pathlib import Path
+
+        if not refiner.strip():
+            raise UsageError("--refiner is empty")
+        specs.refuse_pickle(refiner, self.allow_pickle, "--refiner")
+        looks_local = refiner.startswith((".", "/", "~")) or specs.is_checkpoint_name(refiner)
+        if looks_local and not Path(refiner).expanduser().exists():
+            raise UsageError(f"--refiner {refiner}: no such file or folder")
+        if self.controlnets:  # diffusers' SDXL ControlNet pipelines cannot stop at denoising_end
+            raise UsageError("--refiner and --controlnet do not combine", hint="drop one of them")
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,9 @@ class GenerationRequest:
     hires_steps: int = 0  # 0: the same as steps (A1111's default)
     hires_strength: float = 0.7  # A1111's "Denoising strength" of the second pass
     hires_upscaler: str = "latent"
+    # With a refiner (ModelRequest.refiner): the fraction of the steps after which it takes over, A1111's
+    # "Refiner switch at" (diffusers' denoising_end / denoising_start). None: no refiner.
+    refiner_switch: float | None = None
 
     def validated(self) -> GenerationRequest:
         check_text("the prompt", self.prompt)
@@ -168,6 +189,8 @@ class GenerationRequest:
             raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
         if self.hires_scale is not None:
             self.check_hires(self.width, self.height)
+        if self.refiner_switch is not None:
+            self.check_refiner_switch()
         import secrets
 
         seed = secrets.randbelow(MAX_SEED - self.count) if self.seed is None else self.seed
@@ -210,6 +233,17 @@ class GenerationRequest:
                     f"over the {MAX_SIZE} px limit",
                     hint=f"use at most --hires-scale {MAX_SIZE / max(width, height):g}",
                 )
+
+    def check_refiner_switch(self) -> None:
+        switch = self.refiner_switch
+        assert switch is not None
+        if not math.isfinite(switch) or not 0 < switch < 1:
+            raise UsageError(f"--refiner-switch must be between 0 and 1 (exclusive), got {switch:g}")
+        # A1111 runs the hires pass with the refiner loaded; sdcli keeps the two apart rather than guess.
+        if self.hires_scale is not None:
+            raise UsageError("--refiner and the hires fix (--hires-scale) do not combine", hint="drop one")
+        if self.strength is not None:
+            raise UsageError("--refiner works with generate only, not img2img or inpaint")
 
     @property
     def seeds(self) -> list[int]:

@@ -34,8 +34,11 @@ STORED = {
     "hires_steps": "hires_steps",
     "hires_strength": "hires_strength",
     "hires_upscaler": "hires_upscaler",
+    "refiner": "refiner",
+    "refiner_switch": "refiner_switch",
 }
 HIRES = ("hires_scale", "hires_steps", "hires_strength", "hires_upscaler")  # generate's options only
+REFINER = ("refiner", "refiner_switch")  # generate's too
 
 
 def read_record_and_warnings(image: Path) -> tuple[dict[str, Any], list[str]]:
@@ -81,14 +84,14 @@ def apply(args: ImageArgs) -> tuple[ImageArgs, list[str]]:
         changes.pop("strength", None)
     else:  # img2img and inpaint have no hires fix: they take the size it made, not its first pass's
         scale = changes.get("hires_scale")
-        for name in HIRES:
+        for name in (*HIRES, *REFINER):  # nor a refiner: the image it made is their input
             changes.pop(name, None)
         if scale is not None and is_number(scale) and scale > 1:
             for name in ("width", "height"):
                 if is_int(changes.get(name)):
                     changes[name] = int(changes[name] * scale) // 8 * 8
     state = scheduler_state(record, args.given)
-    warnings = [*warnings, *_controlnet_warning(record, args)]
+    warnings = [*warnings, *_controlnet_warning(record, args), *_find_refiner(changes)]
     # What the image stored is a given value, not a default a model family may replace.
     remade = replace(args, **changes, scheduler_state=state, defaulted=args.defaulted - changes.keys())
     return remade, warnings
@@ -102,3 +105,24 @@ def _controlnet_warning(record: dict[str, Any], args: ImageArgs) -> list[str]:
         return []
     names = ", ".join(str(item.get("name")) for item in stored if isinstance(item, dict))
     return [f"it was made with ControlNet {names}, which --from does not reuse: pass --controlnet again"]
+
+
+def _find_refiner(changes: dict[str, Any]) -> list[str]:
+    """The record names the refiner as metadata names models (a Hub id, or a local folder's or file's own
+    name): a Hub id is loaded as such, a name is looked for in the working folder. One not found is dropped
+    with a warning, as ControlNets are, rather than failing the whole remake."""
+    from sdcli.model.sources import HUB_ID
+
+    name = changes.get("refiner")
+    if name is None:
+        return []
+    name = str(name)
+    for candidate in (name, f"{name}.safetensors"):
+        if Path(candidate).exists():
+            changes["refiner"] = f"./{candidate}" if not Path(candidate).is_absolute() else candidate
+            return []
+    if "/" in name and HUB_ID.match(name):
+        return []
+    changes.pop("refiner")
+    changes.pop("refiner_switch", None)
+    return [f"it was made with the refiner {name}, which --from cannot find here: pass --refiner again"]

@@ -73,6 +73,9 @@ def model_from_json(data: Any) -> ModelRequest:
     if values.get("controlnets"):  # the client never sends them (it runs ControlNets itself); nor may others
         raise BadRequest("model.controlnets: the worker does not run ControlNets")
     values.pop("controlnets", None)
+    if values.get("refiner") is not None:  # nor refiners: a second model the worker would have to load
+        raise BadRequest("model.refiner: the worker does not run refiners")
+    values.pop("refiner", None)
     try:
         if "memory" in values:
             memory = as_object(values["memory"], "model.memory")
