@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from tests.png_helpers import params_and_record, pixels
 
@@ -137,3 +139,201 @@ def test_cli_matches_plain_diffusers_and_records_the_refiner(
     text, record = params_and_record("r.png")
     assert "Refiner: tiny-refiner, Refiner switch at: 0.5" in text.splitlines()[-1]
     assert record["refiner"] == "tiny-refiner" and record["refiner_switch"] == 0.5
+
+
+def test_the_module_below_the_cli_shares_the_base_vae_and_encoder(
+    tiny_sdxl: Path, tiny_refiner: Path
+) -> None:
+    from sdcli.core.requests import GenerationRequest, ModelRequest
+    from sdcli.generation import engine
+    from sdcli.model import pipelines
+
+    model = pipelines.load_model(ModelRequest(str(tiny_sdxl), device="cpu", refiner=str(tiny_refiner)))
+    assert model.refiner is not None
+    assert model.refiner.pipe.vae is model.pipe.vae  # one copy on the device, as in diffusers' example
+    assert model.refiner.pipe.text_encoder_2 is model.pipe.text_encoder_2
+    assert model.refiner.pipe.unet is not model.pipe.unet
+    request = GenerationRequest(
+        "a cat", steps=4, guidance=5.0, width=64, height=64, seed=5, refiner_switch=0.75
+    ).validated()
+    (image,) = engine.generate(model, request)
+    assert np.array_equal(np.asarray(image.image), plain_diffusers(tiny_sdxl, tiny_refiner, 0.75))
+    assert image.record["refiner"] == "tiny-refiner" and image.record["refiner_switch"] == 0.75
+
+
+def test_modules_with_other_weights_are_not_shared(tiny_sdxl: Path) -> None:
+    import torch
+    from diffusers import AutoencoderKL
+
+    from sdcli.model import pipelines
+
+    vae = AutoencoderKL.from_pretrained(tiny_sdxl / "vae")
+    same = AutoencoderKL.from_pretrained(tiny_sdxl / "vae")
+    assert pipelines.same_weights(vae, same)
+    with torch.no_grad():
+        same.decoder.conv_out.bias.add_(1e-3)
+    assert not pipelines.same_weights(vae, same)
+
+
+def test_without_refiner_the_record_is_unchanged(cli, tiny_sdxl: Path, tiny_refiner: Path) -> None:
+    result = cli("generate", "a cat", "-m", tiny_sdxl, *FAST, "-o", "plain.png")
+    assert result.exit_code == 0, result.stderr
+    text, record = params_and_record("plain.png")
+    assert "Refiner" not in text and not any(key.startswith("refiner") for key in record)
+    # The refiner changes the image: the test above compares with something the base alone does not make.
+    made = cli("generate", "a cat", "-m", tiny_sdxl, *FAST, "--refiner", tiny_refiner, "-o", "r.png")
+    assert made.exit_code == 0, made.stderr
+    assert not np.array_equal(pixels("plain.png"), pixels("r.png"))
+
+
+@pytest.fixture
+def refiner_here(tiny_refiner: Path) -> Path:
+    """The tiny refiner under its own name in the test's working folder, where --from looks for it."""
+    link = Path("tiny-refiner")
+    link.symlink_to(tiny_refiner, target_is_directory=True)
+    return link
+
+
+def test_from_remakes_the_same_pixels_from_the_record_and_from_a1111_text(
+    cli, tiny_sdxl: Path, refiner_here: Path
+) -> None:
+    made = cli("generate", "a cat", "-m", tiny_sdxl, *FAST, "--refiner", refiner_here, "-o", "a.png")
+    assert made.exit_code == 0, made.stderr
+    again = cli("generate", "--from", "a.png", "-m", tiny_sdxl, "-o", "b.png")
+    assert again.exit_code == 0, again.stderr
+    assert "refiner" not in again.stderr
+    assert np.array_equal(pixels("a.png"), pixels("b.png"))
+    assert params_and_record("b.png")[1]["refiner_switch"] == 0.8  # A1111's default
+    with Image.open("a.png") as im:
+        text = im.text["parameters"]
+        info = PngInfo()
+        info.add_text("parameters", text)
+        Image.new("RGB", im.size).save("a1111.png", pnginfo=info)
+    third = cli("generate", "--from", "a1111.png", "-m", tiny_sdxl, "-o", "c.png")
+    assert third.exit_code == 0, third.stderr
+    assert np.array_equal(pixels("a.png"), pixels("c.png"))
+
+
+def test_from_warns_when_the_refiner_is_not_found(cli, tiny_sdxl: Path, refiner_here: Path) -> None:
+    made = cli("generate", "a cat", "-m", tiny_sdxl, *FAST, "--refiner", refiner_here, "-o", "a.png")
+    assert made.exit_code == 0, made.stderr
+    refiner_here.unlink()
+    again = cli("generate", "--from", "a.png", "-m", tiny_sdxl, "-o", "b.png")
+    assert again.exit_code == 0, again.stderr
+    assert "refiner tiny-refiner, which --from cannot find here: pass --refiner again" in again.stderr
+    assert "refiner" not in params_and_record("b.png")[1]
+
+
+def test_img2img_from_a_refined_image_takes_no_refiner(cli, tiny_sdxl: Path, refiner_here: Path) -> None:
+    made = cli("generate", "a cat", "-m", tiny_sdxl, *FAST, "--refiner", refiner_here, "-o", "a.png")
+    assert made.exit_code == 0, made.stderr
+    again = cli(
+        "img2img", "a dog", "a.png", "--from", "a.png", "-m", tiny_sdxl, "--strength", "0.5", "-o", "i.png"
+    )
+    assert again.exit_code == 0, again.stderr
+    assert "refiner" not in params_and_record("i.png")[1]
+    refused = cli("img2img", "a dog", "a.png", "-m", tiny_sdxl, "--refiner", refiner_here)
+    assert refused.exit_code == 2 and "--refiner" in refused.stderr
+
+
+def test_a_refiner_checkpoint_loads_as_refiner_and_is_refused_as_model(
+    cli, tiny_sdxl: Path, tiny_refiner: Path, refiner_checkpoint: Path
+) -> None:
+    folder = cli("generate", "a cat", "-m", tiny_sdxl, *FAST, "--refiner", tiny_refiner, "-o", "folder.png")
+    assert folder.exit_code == 0, folder.stderr
+    single = cli(
+        "generate",
+        "a cat",
+        "-m",
+        tiny_sdxl,
+        *FAST,
+        "--refiner",
+        refiner_checkpoint,
+        "--offline",
+        "-o",
+        "file.png",
+    )
+    assert single.exit_code == 0, single.stderr
+    assert np.array_equal(pixels("folder.png"), pixels("file.png"))
+    text, record = params_and_record("file.png")
+    assert record["refiner"] == "tiny-refiner-file" and len(record["refiner_hash"]) == 10
+    assert f"Refiner: tiny-refiner-file [{record['refiner_hash']}]" in text
+    as_model = cli("generate", "a cat", "-m", refiner_checkpoint, "--steps", "1", "-o", "no.png")
+    assert as_model.exit_code == 2, as_model.stderr
+    assert "SDXL refiner checkpoint" in as_model.stderr and "--refiner" in as_model.stderr
+    assert not Path("no.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--refiner", "x/refiner", "--refiner-switch", "0"], "--refiner-switch must be between 0 and 1"),
+        (["--refiner", "x/refiner", "--refiner-switch", "1"], "--refiner-switch must be between 0 and 1"),
+        (["--refiner", "x/refiner", "--refiner-switch", "nan"], "--refiner-switch must be between 0 and 1"),
+        (["--refiner-switch", "0.5"], "--refiner-switch needs --refiner"),
+        (["--refiner", "x/refiner", "--hires-scale", "2"], "--refiner and the hires fix"),
+        (["--refiner", "./no-such-refiner"], "--refiner ./no-such-refiner: no such file or folder"),
+        (["--refiner", "refiner.ckpt"], "--refiner refiner.ckpt is a pickle"),
+        (["--refiner", ""], "--refiner is empty"),
+    ],
+)
+def test_bad_refiner_values_exit_2_before_loading(cli, options: list[str], message: str) -> None:
+    result = cli("generate", "a cat", "-m", "no/such-model", *options, "-o", "x.png")
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2  # the error, and at most a hint
+    assert not Path("x.png").exists()
+
+
+def test_wrong_kinds_of_model_exit_2_before_loading(
+    cli, tiny_sd: Path, tiny_sdxl: Path, tiny_refiner: Path, tmp_path: Path
+) -> None:
+    sd_base = cli("generate", "a cat", "-m", tiny_sd, "--refiner", tiny_refiner, "-o", "x.png")
+    assert sd_base.exit_code == 2, sd_base.stderr
+    assert "--refiner finishes what an SDXL model began; tiny-sd is Stable Diffusion" in sd_base.stderr
+    sd_refiner = cli("generate", "a cat", "-m", tiny_sdxl, "--refiner", tiny_sd, "-o", "x.png")
+    assert sd_refiner.exit_code == 2, sd_refiner.stderr
+    assert "is a StableDiffusionPipeline, not an SDXL refiner" in sd_refiner.stderr
+    assert not Path("x.png").exists()
+    # Found only when loading (here: a single file's family), still before any weights load.
+    from sdcli.model import pipelines
+
+    with pytest.raises(pipelines.UsageError, match="--refiner finishes"):
+        pipelines.check_refinable("FluxPipeline", "flux")
+
+
+def test_controlnet_and_refiner_do_not_combine(cli, tiny_sdxl: Path, tiny_refiner: Path) -> None:
+    Image.new("RGB", (64, 64)).save("edges.png")
+    result = cli(
+        "generate", "a cat", "-m", tiny_sdxl, "--refiner", tiny_refiner, "--controlnet", "x/cn:edges.png"
+    )
+    assert result.exit_code == 2 and "--refiner and --controlnet do not combine" in result.stderr
+
+
+def test_worker_protocol_refuses_refiners() -> None:
+    from sdcli.core.requests import ModelRequest
+    from sdcli.worker import protocol
+
+    data = {
+        **protocol.model_to_json(ModelRequest()),
+        "refiner": "stabilityai/stable-diffusion-xl-refiner-1.0",
+    }
+    with pytest.raises(protocol.BadRequest, match="does not run refiners"):
+        protocol.model_from_json(data)
+    assert protocol.model_from_json(protocol.model_to_json(ModelRequest())) == ModelRequest().validated()
+
+
+def test_a1111_text_round_trip() -> None:
+    from sdcli.images import metadata
+
+    record = {"schema": 1, "prompt": "a cat", "refiner": "sd_xl_refiner_1.0", "refiner_hash": "7440042bbdc8"}
+    text = metadata.a1111_parameters({**record, "refiner_switch": 0.8})
+    assert "Refiner: sd_xl_refiner_1.0 [7440042bbd], Refiner switch at: 0.8" in text
+    back = metadata.record_from_a1111(metadata.parse_a1111(text))
+    assert (back["refiner"], back["refiner_hash"], back["refiner_switch"]) == (
+        "sd_xl_refiner_1.0",
+        "7440042bbd",
+        0.8,
+    )
+    plain = metadata.record_from_a1111(metadata.parse_a1111("a cat\nSteps: 20, Refiner: my refiner, Seed: 1"))
+    assert plain["refiner"] == "my refiner" and "refiner_hash" not in plain
