@@ -337,3 +337,18 @@ def test_a1111_text_round_trip() -> None:
     )
     plain = metadata.record_from_a1111(metadata.parse_a1111("a cat\nSteps: 20, Refiner: my refiner, Seed: 1"))
     assert plain["refiner"] == "my refiner" and "refiner_hash" not in plain
+
+
+def test_from_keeps_hub_ids_and_drops_names_it_cannot_find(tmp_path: Path, monkeypatch) -> None:
+    from sdcli.images import remake
+
+    monkeypatch.chdir(tmp_path)
+    changes = {"refiner": REFINER_REFERENCE, "refiner_switch": 0.7}
+    assert remake._find_refiner(changes) == [] and changes["refiner"] == REFINER_REFERENCE
+    (tmp_path / "mine.safetensors").write_bytes(b"")
+    changes = {"refiner": "mine"}
+    assert remake._find_refiner(changes) == [] and changes["refiner"] == "./mine.safetensors"
+    for name in ("/etc", "../x", "gone"):
+        changes = {"refiner": name, "refiner_switch": 0.7}
+        (warning,) = remake._find_refiner(changes)
+        assert "pass --refiner again" in warning and changes == {}

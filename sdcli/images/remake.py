@@ -117,9 +117,11 @@ def _find_refiner(changes: dict[str, Any]) -> list[str]:
     if name is None:
         return []
     name = str(name)
-    for candidate in (name, f"{name}.safetensors"):
+    # Only below the working folder: a record holds names, and one naming a path elsewhere is not sdcli's.
+    local = not Path(name).is_absolute() and ".." not in Path(name).parts
+    for candidate in (name, f"{name}.safetensors") if local else ():
         if Path(candidate).exists():
-            changes["refiner"] = f"./{candidate}" if not Path(candidate).is_absolute() else candidate
+            changes["refiner"] = f"./{candidate}"
             return []
     if "/" in name and HUB_ID.match(name):
         return []
