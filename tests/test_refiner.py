@@ -233,7 +233,11 @@ def test_img2img_from_a_refined_image_takes_no_refiner(cli, tiny_sdxl: Path, ref
     assert again.exit_code == 0, again.stderr
     assert "refiner" not in params_and_record("i.png")[1]
     refused = cli("img2img", "a dog", "a.png", "-m", tiny_sdxl, "--refiner", refiner_here)
-    assert refused.exit_code == 2 and "--refiner" in refused.stderr
+    assert refused.exit_code == 2, refused.stderr
+    assert refused.stderr.splitlines() == [
+        "error: img2img has no --refiner option",
+        "hint: --refiner is an option of sdcli generate",
+    ]
 
 
 def test_a_refiner_checkpoint_loads_as_refiner_and_is_refused_as_model(
