@@ -224,19 +224,25 @@ def test_from_warns_when_the_refiner_is_not_found(cli, tiny_sdxl: Path, refiner_
     assert "refiner" not in params_and_record("b.png")[1]
 
 
-def test_img2img_from_a_refined_image_takes_no_refiner(cli, tiny_sdxl: Path, refiner_here: Path) -> None:
+def test_img2img_from_a_refined_image_keeps_its_refiner_and_inpaint_drops_it(
+    cli, tiny_sdxl: Path, refiner_here: Path
+) -> None:
     made = cli("generate", "a cat", "-m", tiny_sdxl, *FAST, "--refiner", refiner_here, "-o", "a.png")
     assert made.exit_code == 0, made.stderr
     again = cli(
         "img2img", "a dog", "a.png", "--from", "a.png", "-m", tiny_sdxl, "--strength", "0.5", "-o", "i.png"
     )
     assert again.exit_code == 0, again.stderr
-    assert "refiner" not in params_and_record("i.png")[1]
-    refused = cli("img2img", "a dog", "a.png", "-m", tiny_sdxl, "--refiner", refiner_here)
+    assert params_and_record("i.png")[1]["refiner"] == "tiny-refiner"  # A1111 pastes it into img2img too
+    Image.new("L", (64, 64), 255).save("mask.png")
+    painted = cli("inpaint", "a.png", "mask.png", "a dog", "--from", "a.png", "-m", tiny_sdxl, "-o", "p.png")
+    assert painted.exit_code == 0, painted.stderr
+    assert "refiner" not in params_and_record("p.png")[1]
+    refused = cli("inpaint", "a.png", "mask.png", "a dog", "-m", tiny_sdxl, "--refiner", refiner_here)
     assert refused.exit_code == 2, refused.stderr
     assert refused.stderr.splitlines() == [
-        "error: img2img has no --refiner option",
-        "hint: --refiner is an option of sdcli generate",
+        "error: inpaint has no --refiner option",
+        "hint: --refiner is an option of sdcli generate and sdcli img2img",
     ]
 
 
@@ -356,3 +362,43 @@ def test_from_keeps_hub_ids_and_drops_names_it_cannot_find(tmp_path: Path, monke
         changes = {"refiner": name, "refiner_switch": 0.7}
         (warning,) = remake._find_refiner(changes)
         assert "pass --refiner again" in warning and changes == {}
+
+
+def test_img2img_with_a_refiner_matches_plain_diffusers(cli, tiny_sdxl: Path, tiny_refiner: Path) -> None:
+    """A1111's switch is a fraction of the steps img2img runs: at strength 0.6 and switch 0.5, the refiner
+    takes over 0.7 of the way through diffusers' whole schedule."""
+    import torch
+    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save("in.png")
+    options = ("--steps", "10", "--seed", "5", "--guidance", "5", "--strength", "0.6")
+    result = cli(
+        "img2img", "a dog", "in.png", "-m", tiny_sdxl, *options, "--refiner", tiny_refiner,
+        "--refiner-switch", "0.5", "-o", "i.png",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    base = StableDiffusionXLImg2ImgPipeline.from_pipe(StableDiffusionXLPipeline.from_pretrained(tiny_sdxl))
+    refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+        tiny_refiner, text_encoder_2=base.text_encoder_2, vae=base.vae
+    )
+    for pipe in (base, refiner):
+        pipe.set_progress_bar_config(disable=True)
+    common = dict(num_inference_steps=10, guidance_scale=5.0)
+    with Image.open("in.png") as im:
+        latents = base(
+            "a dog",
+            image=im.convert("RGB"),
+            strength=0.6,
+            denoising_end=0.7,
+            output_type="latent",
+            generator=torch.Generator("cpu").manual_seed(5),
+            **common,
+        ).images
+    image = refiner(
+        "a dog", image=latents, denoising_start=0.7, generator=torch.Generator("cpu").manual_seed(5), **common
+    ).images[0]
+    assert np.array_equal(pixels("i.png"), np.asarray(image.convert("RGB")))
+    text, record = params_and_record("i.png")
+    assert record["refiner_switch"] == 0.5 and record["strength"] == 0.6
+    assert "Refiner: tiny-refiner, Refiner switch at: 0.5" in text

@@ -64,8 +64,6 @@ def generate(
     work = [common.JobSpec(line.request, line=line.line) for line in distributed.spread(lines, processes)]
     if args.hires_scale is not None:
         check_hires_model(model_request.model)
-    if model_request.refiner is not None:
-        check_refiner_models(model_request.model, model_request.refiner)
     plan = common.plan_run(args, model_request, work, count=sum(line.request.count for line in lines))
     # 2. Load the model once; 3. write each image as soon as it is decoded.
     sheet = xy_plot.Plot(axes, per_cell=args.count) if axes else None
@@ -88,24 +86,6 @@ def check_hires_model(model: str) -> None:
     family = families.of_class(name)
     if family not in (families.SD, families.SDXL):
         raise UsageError(f"hires fix is for SD 1.x/2.x and SDXL; {folder.name} is {family.label} ({name})")
-
-
-def check_refiner_models(model: str, refiner: str) -> None:
-    """Folders whose model_index.json names the wrong kinds fail here, before the base model loads (Hub
-    ids and single files: when they are found, still before any weights load)."""
-    from pathlib import Path
-
-    from sdcli.model import pipelines, sources
-
-    for spec, check in ((model, pipelines.check_refinable), (refiner, pipelines.check_refiner_class)):
-        folder = Path(spec).expanduser()
-        if not (folder / "model_index.json").is_file():
-            continue
-        try:
-            name = str(sources.read_model_index(folder).get("_class_name", ""))
-        except SdcliError:
-            continue  # loading says what is wrong with the folder
-        check(name, folder.name)
 
 
 def xy_lines(args: ImageArgs, axes: list[Axis]) -> list[PromptLine]:

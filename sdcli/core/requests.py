@@ -143,7 +143,7 @@ class GenerationRequest:
     hires_strength: float = 0.7  # A1111's "Denoising strength" of the second pass
     hires_upscaler: str = "latent"
     # With a refiner (ModelRequest.refiner): the fraction of the steps after which it takes over, A1111's
-    # "Refiner switch at" (diffusers' denoising_end / denoising_start). None: no refiner.
+    # "Refiner switch at" (see refiner_denoising). None: no refiner. generate and img2img only.
     refiner_switch: float | None = None
 
     def validated(self) -> GenerationRequest:
@@ -242,8 +242,13 @@ class GenerationRequest:
         # A1111 runs the hires pass with the refiner loaded; sdcli keeps the two apart rather than guess.
         if self.hires_scale is not None:
             raise UsageError("--refiner and the hires fix (--hires-scale) do not combine", hint="drop one")
-        if self.strength is not None:
-            raise UsageError("--refiner works with generate only, not img2img or inpaint")
+
+    def refiner_denoising(self) -> float:
+        """diffusers' denoising_end (the base's) and denoising_start (the refiner's): a fraction of the whole
+        schedule. A1111's switch is a fraction of the steps that run, and img2img runs only the last
+        `strength` of the schedule, so there the switch comes that far into those."""
+        switch = REFINER_SWITCH if self.refiner_switch is None else self.refiner_switch
+        return switch if self.strength is None else 1 - self.strength * (1 - switch)
 
     @property
     def seeds(self) -> list[int]:

@@ -219,7 +219,7 @@ def refiner_record(model: LoadedModel, switch: float) -> dict[str, Any]:
 def _refine(
     refiner: LoadedModel,
     latents: Any,
-    switch: float,
+    start: float,
     texts: dict[str, Any],
     arguments: dict[str, Any],
     run: _Run,
@@ -231,7 +231,7 @@ def _refine(
         **{key: arguments[key] for key in kept if key in arguments},
         **texts,
         "image": latents,
-        "denoising_start": switch,
+        "denoising_start": start,
         "output_type": "latent",
     }
     return _denoise(refiner, call, run)
@@ -258,6 +258,7 @@ def generate(
         request.check_hires(width, height)  # the final size, now that the native size is known
         hires = hires or hires_model(model)
     refiner, switch = model.refiner, request.refiner_switch or REFINER_SWITCH
+    denoising = request.refiner_denoising()
     if refiner is not None:
         pipelines.check_refinable(type(pipe).__name__, model.source.name)
     final_w, final_h = request.hires_size(width, height) if hires is not None else (width, height)
@@ -284,7 +285,7 @@ def generate(
     if model.controlnets:
         record["controlnets"] = _controls(model, call, width, height)
     if refiner is not None:
-        call["denoising_end"] = switch
+        call["denoising_end"] = denoising
     if on_step is not None:
 
         def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -347,7 +348,7 @@ def generate(
             arguments["generator"] = generators(
                 chunk, noise_device
             )  # as the hires pass: the seed's own noise
-            latents, refiner_notes = _refine(refiner, latents, switch, refiner_texts, arguments, run)
+            latents, refiner_notes = _refine(refiner, latents, denoising, refiner_texts, arguments, run)
             notes, decoder = (*notes, *refiner_notes), refiner.pipe
         if start == 0 and conditioning:
             notes = (*conditioning.notes, *notes)

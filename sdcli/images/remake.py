@@ -38,7 +38,6 @@ STORED = {
     "refiner_switch": "refiner_switch",
 }
 HIRES = ("hires_scale", "hires_steps", "hires_strength", "hires_upscaler")  # generate's options only
-REFINER = ("refiner", "refiner_switch")  # generate's too
 
 
 def read_record_and_warnings(image: Path) -> tuple[dict[str, Any], list[str]]:
@@ -84,7 +83,7 @@ def apply(args: ImageArgs) -> tuple[ImageArgs, list[str]]:
         changes.pop("strength", None)
     else:  # img2img and inpaint have no hires fix: they take the size it made, not its first pass's
         scale = changes.get("hires_scale")
-        for name in (*HIRES, *REFINER):  # nor a refiner: the image it made is their input
+        for name in HIRES:
             changes.pop(name, None)
         if scale is not None and is_number(scale) and scale > 1:
             for name in ("width", "height"):

@@ -202,7 +202,8 @@ def _load_model(request: ModelRequest) -> LoadedModel:
 # -- the SDXL refiner ----------------------------------------------------------------------------------------
 
 REFINER_CLASS = "StableDiffusionXLImg2ImgPipeline"
-REFINABLE = ("StableDiffusionXLPipeline",)  # base pipelines that can stop at denoising_end
+# Base pipelines that can stop at denoising_end (inpaint would need an inpainting refiner).
+REFINABLE = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
 # What --refiner accepts: SDXL's refiner, or any SDXL model run as img2img (A1111 takes any checkpoint).
 REFINER_SOURCES = (REFINER_CLASS, "StableDiffusionXLPipeline")
 SHARED_WITH_REFINER = ("vae", "text_encoder_2")  # the same weights in SDXL base and refiner 1.0
