@@ -402,3 +402,20 @@ def test_img2img_with_a_refiner_matches_plain_diffusers(cli, tiny_sdxl: Path, ti
     text, record = params_and_record("i.png")
     assert record["refiner_switch"] == 0.5 and record["strength"] == 0.6
     assert "Refiner: tiny-refiner, Refiner switch at: 0.5" in text
+
+
+def test_the_refined_image_keeps_the_fp32_retry_of_the_decode(tiny_sdxl: Path, tiny_refiner: Path) -> None:
+    from sdcli.core.requests import GenerationRequest, ModelRequest
+    from sdcli.generation import engine
+    from sdcli.model import pipelines
+    from tests.test_memory import nan_decoder
+
+    model = pipelines.load_model(
+        ModelRequest(str(tiny_sdxl), device="cpu", dtype="bf16", refiner=str(tiny_refiner))
+    )
+    assert model.refiner is not None and model.refiner.pipe.vae is model.pipe.vae
+    nan_decoder(model)  # the VAE both share: the refiner's latents are decoded by it
+    request = GenerationRequest("a cat", steps=2, width=64, height=64, seed=1, refiner_switch=0.5).validated()
+    (image,) = engine.generate(model, request)
+    assert np.isfinite(np.asarray(image.image)).all() and np.asarray(image.image).std() > 0
+    assert image.record["vae_fp32_retry"] is True and "decoded in fp32" in " ".join(image.notes)
