@@ -419,3 +419,29 @@ def test_the_refined_image_keeps_the_fp32_retry_of_the_decode(tiny_sdxl: Path, t
     (image,) = engine.generate(model, request)
     assert np.isfinite(np.asarray(image.image)).all() and np.asarray(image.image).std() > 0
     assert image.record["vae_fp32_retry"] is True and "decoded in fp32" in " ".join(image.notes)
+
+
+def test_a_single_file_sdxl_base_takes_a_refiner(cli, wide_sdxl: Path, weights_dir: Path) -> None:
+    from tests.model_fixtures import config_only_copy, save_checkpoint
+
+    refiner = weights_dir / "wide-refiner"
+    build_refiner(wide_sdxl).save_pretrained(refiner)  # type: ignore[attr-defined]
+    config = config_only_copy(wide_sdxl, weights_dir / "wide-sdxl-config")
+    checkpoint = save_checkpoint(wide_sdxl, "sdxl", weights_dir / "wide-sdxl.safetensors")
+    folder = cli("generate", "a cat", "-m", wide_sdxl, *FAST, "--refiner", refiner, "-o", "folder.png")
+    assert folder.exit_code == 0, folder.stderr
+    single = cli(
+        "generate",
+        "a cat",
+        "-m",
+        checkpoint,
+        "--config",
+        config,
+        *FAST,
+        "--refiner",
+        refiner,
+        "-o",
+        "file.png",
+    )
+    assert single.exit_code == 0, single.stderr
+    assert np.array_equal(pixels("folder.png"), pixels("file.png"))
