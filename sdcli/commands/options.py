@@ -242,7 +242,7 @@ HiresUpscaler = Annotated[
         help="latent (upscale the latents, nearest) or lanczos (decode, resize the pixels, encode).",
     ),
 ]
-# generate's SDXL refiner (A1111's "Refiner", "Refiner switch at")
+# generate's and img2img's SDXL refiner (A1111's "Refiner", "Refiner switch at")
 Refiner = Annotated[
     str | None,
     typer.Option(

@@ -49,7 +49,7 @@ class ImageArgs:
     hires_steps: int = 0
     hires_strength: float = 0.7
     hires_upscaler: str = "latent"
-    refiner: str | None = None  # generate only: an SDXL refiner that runs the steps after refiner_switch
+    refiner: str | None = None  # generate and img2img: an SDXL refiner that runs the steps after the switch
     refiner_switch: float = REFINER_SWITCH
     device: str = "auto"
     dtype: str = "auto"
