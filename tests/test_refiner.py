@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -445,3 +446,16 @@ def test_a_single_file_sdxl_base_takes_a_refiner(cli, wide_sdxl: Path, weights_d
     )
     assert single.exit_code == 0, single.stderr
     assert np.array_equal(pixels("folder.png"), pixels("file.png"))
+
+
+def test_xy_over_the_refiner_switch(cli, tiny_sdxl: Path, tiny_refiner: Path) -> None:
+    result = cli(
+        "generate", "a cat", "-m", tiny_sdxl, *FAST, "--refiner", tiny_refiner,
+        "--xy", "refiner-switch=0.5,0.75", "-o", "cells/", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    images = [json.loads(line) for line in result.stdout.splitlines() if '"type": "image"' in line]
+    assert [image["parameters"]["refiner_switch"] for image in images] == [0.5, 0.75]
+    assert np.array_equal(pixels(images[0]["path"]), plain_diffusers(tiny_sdxl, tiny_refiner, 0.5))
+    refused = cli("generate", "a cat", "-m", tiny_sdxl, "--xy", "refiner-switch=0.5,0.75")
+    assert refused.exit_code == 2 and "--xy refiner-switch needs --refiner" in refused.stderr
