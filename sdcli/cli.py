@@ -100,10 +100,27 @@ def one_line_usage_error(ctx: typer.Context | None, exc: Exception) -> None:
     where = getattr(exc, "ctx", None)
     message = usage_message(exc, where)
     hint = f"see '{where.command_path} --help'" if where is not None else "see 'sdcli --help'"
+    option = getattr(exc, "option_name", None)
+    elsewhere = commands_with(where, option)
+    if elsewhere and where is not None:  # img2img --refiner, say: Click's guesses at a typo would mislead
+        message = f"{where.info_name} has no {option} option"
+        hint = f"{option} is an option of {' and '.join(elsewhere)}"
     if ctx is not None and ctx.meta.get("sdcli.debug"):
         print_traceback(exc)
     Output().error(message, hint)
     raise typer.Exit(int(ExitCode.USAGE))
+
+
+def commands_with(where: Any, option: str | None) -> list[str]:
+    """The other sdcli commands that have `option`, for an option given to one that has not."""
+    if where is None or not option or not option.startswith("--"):
+        return []
+    commands = getattr(where.find_root().command, "commands", {})
+    return [
+        f"sdcli {name}"
+        for name, command in commands.items()
+        if name != where.info_name and any(option in getattr(p, "opts", ()) for p in command.params)
+    ]
 
 
 def usage_message(exc: Exception, ctx: Any) -> str:

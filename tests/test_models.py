@@ -144,7 +144,6 @@ def test_family_of_the_tiny_checkpoint_is_read_from_its_header(tiny_checkpoint: 
     ("shapes", "message"),
     [
         ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 320)}, "--lora"),
-        (shapes_with("conditioner.embedders.0.model.transformer.resblocks.0.x"), "refiner"),
         (shapes_with(), "no text encoder"),
     ],
 )
@@ -152,6 +151,18 @@ def test_files_that_are_no_runnable_checkpoint_are_refused(shapes: dict, message
     with pytest.raises(UsageError) as caught:
         checkpoints.detect_family(shapes, "x.safetensors")
     assert message in f"{caught.value.message} {caught.value.hint}"
+
+
+def test_a_refiner_checkpoint_is_told_apart_and_runs_only_as_refiner() -> None:
+    shapes = shapes_with("conditioner.embedders.0.model.transformer.resblocks.0.x")
+    family = checkpoints.detect_family(shapes, "x.safetensors")
+    assert family.refiner and family.label == "SDXL refiner"
+    checkpoints.check_role(family, "x.safetensors", "--refiner")
+    with pytest.raises(UsageError) as caught:
+        checkpoints.check_role(family, "x.safetensors", "--model")
+    assert "--refiner x.safetensors" in str(caught.value.hint)
+    with pytest.raises(UsageError, match="a refiner must be an SDXL"):
+        checkpoints.check_role(checkpoints.FAMILIES["sd1"], "x.safetensors", "--refiner")
 
 
 def test_a_file_hash_is_computed_once_per_version_of_the_file(

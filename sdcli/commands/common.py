@@ -79,6 +79,8 @@ def plan_run(
         for spec in specs
     ]
     outputs.check_free([path for job in work for path in job.paths], plan)
+    if model.refiner is not None:
+        check_refiner_models(model.model, model.refiner)
     if model.controlnets:  # every control image decodes, and canny's OpenCV is there, before loading
         from sdcli.images import control_images
 
@@ -100,9 +102,27 @@ def plan_run(
         args.keep_filtered,
         task,
         bad_inputs,
-        # The worker protocol carries no ControlNets or IP-Adapters yet.
-        not args.no_worker and not model.controlnets and not model.ip_adapters,
+        # The worker protocol carries no ControlNets, IP-Adapters or refiners yet.
+        not args.no_worker and not model.controlnets and not model.ip_adapters and model.refiner is None,
     )
+
+
+def check_refiner_models(model: str, refiner: str) -> None:
+    """Folders whose model_index.json names the wrong kinds fail here, before the base model loads (Hub
+    ids and single files: when they are found, still before any weights load)."""
+    from pathlib import Path
+
+    from sdcli.model import pipelines, sources
+
+    for spec, check in ((model, pipelines.check_refinable), (refiner, pipelines.check_refiner_class)):
+        folder = Path(spec).expanduser()
+        if not (folder / "model_index.json").is_file():
+            continue
+        try:
+            name = str(sources.read_model_index(folder).get("_class_name", ""))
+        except SdcliError:
+            continue  # loading says what is wrong with the folder
+        check(name, folder.name)
 
 
 @dataclass

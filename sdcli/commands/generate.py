@@ -11,6 +11,7 @@ from sdcli.commands import common
 from sdcli.commands import options as opt
 from sdcli.commands.console import Output
 from sdcli.core.image_args import ImageArgs
+from sdcli.core.requests import REFINER_SWITCH
 from sdcli.errors import SdcliError, UsageError
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ def generate(
     hires_steps: opt.HiresSteps = 0,
     hires_strength: opt.HiresStrength = 0.7,
     hires_upscaler: opt.HiresUpscaler = "latent",
+    refiner: opt.Refiner = None,
+    refiner_switch: opt.RefinerSwitch = REFINER_SWITCH,
 ) -> None:
     """Make images from a text prompt, or from each line of a prompts file."""
     out = Output(quiet=args.quiet, json=args.json_)

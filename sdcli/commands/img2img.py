@@ -16,6 +16,7 @@ from sdcli.commands import common
 from sdcli.commands import options as opt
 from sdcli.commands.console import Output
 from sdcli.core.image_args import ImageArgs
+from sdcli.core.requests import REFINER_SWITCH
 from sdcli.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ def img2img(
     height: opt.InputHeight = None,
     resize: opt.Resize = "crop",
     output: opt.InputOutput = None,
+    refiner: opt.Refiner = None,
+    refiner_switch: opt.RefinerSwitch = REFINER_SWITCH,
 ) -> None:
     """Repaint images from a prompt; each input gets its own outputs, named after it.
 

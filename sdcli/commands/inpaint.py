@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +32,8 @@ def inpaint(
     """Repaint the white area of MASK in IMAGE from a prompt; the black area is kept as it is."""
     out = Output(quiet=args.quiet, json=args.json_)
     # 1. Validate everything, and read both files, before anything heavy is imported or loaded.
-    args = common.remade(out, args)
+    # No refiner here (an SDXL inpainting one would be needed): one an image was made with is not reused.
+    args = replace(common.remade(out, args), refiner=None)
     model_request = args.model_request()
     request = args.generation_request()
     if mask_blur < 0:

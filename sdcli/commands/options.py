@@ -242,6 +242,23 @@ HiresUpscaler = Annotated[
         help="latent (upscale the latents, nearest) or lanczos (decode, resize the pixels, encode).",
     ),
 ]
+# generate's and img2img's SDXL refiner (A1111's "Refiner", "Refiner switch at")
+Refiner = Annotated[
+    str | None,
+    typer.Option(
+        "--refiner",
+        metavar="MODEL",
+        help="SDXL refiner (folder, Hub id or .safetensors) that runs the steps after --refiner-switch.",
+    ),
+]
+RefinerSwitch = Annotated[
+    float,
+    typer.Option(
+        "--refiner-switch",
+        metavar="F",
+        help="Fraction of the steps after which the refiner takes over, 0 < F < 1 ('Refiner switch at').",
+    ),
+]
 # img2img and inpaint
 InputImages = Annotated[
     list[str],

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.core import control_specs, ip_adapter_specs
-from sdcli.core.requests import DEFAULT_MODEL, GenerationRequest, MemoryOptions, ModelRequest
+from sdcli.core.requests import DEFAULT_MODEL, REFINER_SWITCH, GenerationRequest, MemoryOptions, ModelRequest
 from sdcli.core.specs import EmbeddingSpec, LoraSpec
 from sdcli.errors import UsageError
 
@@ -52,6 +52,8 @@ class ImageArgs:
     hires_steps: int = 0
     hires_strength: float = 0.7
     hires_upscaler: str = "latent"
+    refiner: str | None = None  # generate and img2img: an SDXL refiner that runs the steps after the switch
+    refiner_switch: float = REFINER_SWITCH
     device: str = "auto"
     dtype: str = "auto"
     rng: str = "cpu"
@@ -108,6 +110,8 @@ class ImageArgs:
         return MemoryOptions(**chosen)
 
     def model_request(self) -> ModelRequest:
+        if self.refiner is None and "refiner_switch" in self.given:
+            raise UsageError("--refiner-switch needs --refiner MODEL")
         return ModelRequest(
             model=self.model,
             revision=self.revision,
@@ -131,6 +135,7 @@ class ImageArgs:
                 self.ip_adapter, self.ip_image, self.ip_image_encoder, self.allow_pickle
             ),
             ip_image_encoder=self.ip_image_encoder,
+            refiner=self.refiner,
         ).validated()
 
     def generation_request(self, prompt: str | None = None) -> GenerationRequest:
@@ -154,4 +159,5 @@ class ImageArgs:
             hires_steps=self.hires_steps,
             hires_strength=self.hires_strength,
             hires_upscaler=self.hires_upscaler,
+            refiner_switch=self.refiner_switch if self.refiner is not None else None,
         ).validated()

@@ -27,6 +27,7 @@ MAX_SIZE = 8192  # pixels per side, 16x SD 1.5's own 512: attention memory grows
 OFFLOAD_MODES = ("none", "model", "sequential")
 WEIGHTINGS = ("a1111", "none")  # prompt attention syntax: A1111's `(word:1.3)`, or the text as typed
 HIRES_UPSCALERS = ("latent", "lanczos")  # latent: nearest-neighbour on the latents; lanczos: on the pixels
+REFINER_SWITCH = 0.8  # A1111's default "Refiner switch at"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class ModelRequest:
     control_preprocess: str = "none"  # how each control image becomes its control map: none, canny
     ip_adapters: tuple[IPAdapterSpec, ...] = ()  # parsed and checked by ip_adapter_specs.parse_all
     ip_image_encoder: str | None = None  # None: the `image_encoder` folder beside the adapter or its parent
+    # SDXL's ensemble of experts: a second SDXL model (refiner or base) that runs the last steps. Loaded with
+    # the same device, dtype and variant; no LoRAs or embeddings (A1111 applies them to the base only).
+    refiner: str | None = None
 
     def validated(self) -> ModelRequest:
         model = MODEL_ALIASES.get(self.model, self.model)
@@ -96,7 +100,21 @@ class ModelRequest:
             raise UsageError(f"--rng {self.rng!r} is not one of cpu, device")
         specs.refuse_pickle(model, self.allow_pickle, "--model")
         specs.validated(self.loras, self.embeddings, self.allow_pickle)
+        if self.refiner is not None:
+            self.check_refiner(self.refiner)
         return replace(self, model=model, memory=self.memory.validated())
+
+    def check_refiner(self, refiner: str) -> None:
+        from pathlib import Path
+
+        if not refiner.strip():
+            raise UsageError("--refiner is empty")
+        specs.refuse_pickle(refiner, self.allow_pickle, "--refiner")
+        looks_local = refiner.startswith((".", "/", "~")) or specs.is_checkpoint_name(refiner)
+        if looks_local and not Path(refiner).expanduser().exists():
+            raise UsageError(f"--refiner {refiner}: no such file or folder")
+        if self.controlnets:  # diffusers' SDXL ControlNet pipelines cannot stop at denoising_end
+            raise UsageError("--refiner and --controlnet do not combine", hint="drop one of them")
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,9 @@ class GenerationRequest:
     hires_steps: int = 0  # 0: the same as steps (A1111's default)
     hires_strength: float = 0.7  # A1111's "Denoising strength" of the second pass
     hires_upscaler: str = "latent"
+    # With a refiner (ModelRequest.refiner): the fraction of the steps after which it takes over, A1111's
+    # "Refiner switch at" (see refiner_denoising). None: no refiner. generate and img2img only.
+    refiner_switch: float | None = None
 
     def validated(self) -> GenerationRequest:
         check_text("the prompt", self.prompt)
@@ -171,6 +192,8 @@ class GenerationRequest:
             raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
         if self.hires_scale is not None:
             self.check_hires(self.width, self.height)
+        if self.refiner_switch is not None:
+            self.check_refiner_switch()
         import secrets
 
         seed = secrets.randbelow(MAX_SEED - self.count) if self.seed is None else self.seed
@@ -213,6 +236,22 @@ class GenerationRequest:
                     f"over the {MAX_SIZE} px limit",
                     hint=f"use at most --hires-scale {MAX_SIZE / max(width, height):g}",
                 )
+
+    def check_refiner_switch(self) -> None:
+        switch = self.refiner_switch
+        assert switch is not None
+        if not math.isfinite(switch) or not 0 < switch < 1:
+            raise UsageError(f"--refiner-switch must be between 0 and 1 (exclusive), got {switch:g}")
+        # A1111 runs the hires pass with the refiner loaded; sdcli keeps the two apart rather than guess.
+        if self.hires_scale is not None:
+            raise UsageError("--refiner and the hires fix (--hires-scale) do not combine", hint="drop one")
+
+    def refiner_denoising(self) -> float:
+        """diffusers' denoising_end (the base's) and denoising_start (the refiner's): a fraction of the whole
+        schedule. A1111's switch is a fraction of the steps that run, and img2img runs only the last
+        `strength` of the schedule, so there the switch comes that far into those."""
+        switch = REFINER_SWITCH if self.refiner_switch is None else self.refiner_switch
+        return switch if self.strength is None else 1 - self.strength * (1 - switch)
 
     @property
     def seeds(self) -> list[int]:

@@ -27,6 +27,7 @@ AXES = {
     "clip-skip": ("clip_skip", "Clip skip"),
     "negative": ("negative", "Negative prompt"),
     "prompt": ("prompt", "Prompt S/R"),
+    "refiner-switch": ("refiner_switch", "Refiner switch at"),
 }
 _TYPES = {"steps": int, "seed": int, "width": int, "height": int, "clip_skip": int, "guidance": float}
 MAX_AXES = 3
@@ -105,6 +106,8 @@ def _with(args: ImageArgs, axis: Axis, value: Any) -> ImageArgs:
         return replace(args, prompt=prompt.replace(search, str(value)), defaulted=args.defaulted - {"prompt"})
     if axis.field == "strength" and args.strength is None:
         raise UsageError("--xy strength: this command has no --strength (img2img and inpaint do)")
+    if axis.field == "refiner_switch" and args.refiner is None:
+        raise UsageError("--xy refiner-switch needs --refiner MODEL")
     return replace(args, **{axis.field: value}, defaulted=args.defaulted - {axis.field})
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdcli.core.requests import GenerationRequest
+from sdcli.core.requests import REFINER_SWITCH, GenerationRequest
 from sdcli.errors import OutOfMemory, UsageError, is_allocation_failure, out_of_memory
 from sdcli.generation import decoding, family_runs, prompts
 from sdcli.model import pipelines, schedulers
@@ -217,6 +217,33 @@ def _hires_pass(
     return _denoise(hires, call, run)
 
 
+def refiner_record(model: LoadedModel, switch: float) -> dict[str, Any]:
+    assert model.refiner is not None
+    source = model.refiner.source
+    return {"refiner": source.name, "refiner_hash": source.model_hash, "refiner_switch": switch}
+
+
+def _refine(
+    refiner: LoadedModel,
+    latents: Any,
+    start: float,
+    texts: dict[str, Any],
+    arguments: dict[str, Any],
+    run: _Run,
+) -> tuple[Any, tuple[str, ...]]:
+    """SDXL's ensemble of experts: the refiner takes the base's latents, still noisy, at the same point of
+    the same schedule (`denoising_start`), and runs the remaining steps."""
+    kept = ("num_inference_steps", "guidance_scale", "generator", "callback_on_step_end")
+    call = {
+        **{key: arguments[key] for key in kept if key in arguments},
+        **texts,
+        "image": latents,
+        "denoising_start": start,
+        "output_type": "latent",
+    }
+    return _denoise(refiner, call, run)
+
+
 def generate(
     model: LoadedModel,
     request: GenerationRequest,
@@ -237,11 +264,16 @@ def generate(
         check_hires_family(family)
         request.check_hires(width, height)  # the final size, now that the native size is known
         hires = hires or hires_model(model)
+    refiner, switch = model.refiner, request.refiner_switch or REFINER_SWITCH
+    denoising = request.refiner_denoising()
+    if refiner is not None:
+        pipelines.check_refinable(type(pipe).__name__, model.source.name)
     final_w, final_h = request.hires_size(width, height) if hires is not None else (width, height)
     record = {
         **base_record(model, request, width, height),
         **family_runs.record_fields(family),
         **hires_record(request),
+        **(refiner_record(model, switch) if refiner is not None else {}),
     }
     if model.request.quantize:  # only when used: SD records stay as they were
         record["quantize"] = model.request.quantize
@@ -267,6 +299,8 @@ def generate(
         record["ip_adapters"] = [
             {**found, "image": image} for found, image in zip(model.ip_adapters, ip_records, strict=True)
         ]
+    if refiner is not None:
+        call["denoising_end"] = denoising
     if on_step is not None:
 
         def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -288,6 +322,19 @@ def generate(
         if family.clip_prompts
         else None
     )
+    # The refiner encodes the prompt with its own (OpenCLIP only) encoder, with the same weighting.
+    refiner_conditioning = (
+        prompts.encode(
+            refiner.pipe,
+            request.prompt,
+            request.negative,
+            weighting=request.weighting,
+            clip_skip=request.clip_skip,
+            long=request.long_prompts,
+        )
+        if refiner is not None
+        else None
+    )
     family_notes = family_runs.prompt_notes(family, request)
     run = _Run()
     noise_device = "cpu" if model.request.rng == "cpu" else model.device
@@ -307,6 +354,17 @@ def generate(
             arguments["generator"] = generators(chunk, noise_device)  # the seed's own noise again
             latents, hires_notes = _hires_pass(hires, request, latents, (final_w, final_h), arguments, run)
             notes, decoder = (*notes, *hires_notes), hires.pipe
+        if refiner is not None:
+            refiner_texts = (
+                refiner_conditioning.batch(len(chunk))
+                if refiner_conditioning
+                else family_runs.prompt_texts(family, request, len(chunk))
+            )
+            arguments["generator"] = generators(
+                chunk, noise_device
+            )  # as the hires pass: the seed's own noise
+            latents, refiner_notes = _refine(refiner, latents, denoising, refiner_texts, arguments, run)
+            notes, decoder = (*notes, *refiner_notes), refiner.pipe
         if start == 0 and conditioning:
             notes = (*conditioning.notes, *notes)
         if start == 0:

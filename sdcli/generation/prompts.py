@@ -210,8 +210,20 @@ class Conditioning:
         return {k: v.repeat(n, *([1] * (v.ndim - 1))) for k, v in self.tensors.items()}
 
 
+def _encoders(pipe: Any) -> list[tuple[Any, Any]]:
+    """(tokenizer, text encoder) pairs in the order the pipeline concatenates them; SDXL's refiner has only
+    the second."""
+    pairs = [
+        (getattr(pipe, tokenizer, None), getattr(pipe, encoder, None))
+        for tokenizer, encoder in (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2"))
+    ]
+    return [(t, e) for t, e in pairs if t is not None and e is not None]
+
+
 def supported(pipe: Any) -> bool:
-    return getattr(pipe, "tokenizer", None) is not None and getattr(pipe, "text_encoder", None) is not None
+    if getattr(pipe, "tokenizer", None) is not None and getattr(pipe, "text_encoder", None) is not None:
+        return True
+    return getattr(pipe, "tokenizer", None) is None and bool(_encoders(pipe))  # an SDXL refiner
 
 
 def encode(
@@ -225,7 +237,7 @@ def encode(
     if not supported(pipe):
         return None
     xl = getattr(pipe, "text_encoder_2", None) is not None
-    pairs = [(pipe.tokenizer, pipe.text_encoder)] + ([(pipe.tokenizer_2, pipe.text_encoder_2)] if xl else [])
+    pairs = _encoders(pipe)
     layers = min(encoder.config.num_hidden_layers for _, encoder in pairs)
     if clip_skip > layers:
         raise UsageError(f"--clip-skip {clip_skip} is more than the text encoder's {layers} layers")

@@ -214,6 +214,7 @@ def _a1111_fields(r: Mapping[str, Any]) -> dict[str, Any]:
         "Init image hash": init_image.get("hash"),
         "RNG": "CPU" if r.get("rng") == "cpu" else None,  # A1111's default is GPU noise
         **_hires_fields(r),
+        **_refiner_fields(r),
         "Mask blur": r.get("mask_blur"),
         "Lora hashes": _hash_list(r.get("loras")),
         "TI hashes": _hash_list(r.get("embeddings")),
@@ -250,6 +251,31 @@ def _hires_from_a1111(p: Mapping[str, Value]) -> dict[str, Any]:
         "hires_steps": _as_int(p.get("Hires steps")) or 0,
         "hires_strength": _as_float(p.get("Denoising strength")),
         "hires_upscaler": _HIRES_UPSCALERS_READ.get(str(upscaler).casefold(), upscaler) if upscaler else None,
+    }
+
+
+def _refiner_fields(r: Mapping[str, Any]) -> dict[str, Any]:
+    """A1111's `Refiner: name [short hash]`; the name loses the characters its parameter list splits at."""
+    if not r.get("refiner"):
+        return {}
+    name = str(r["refiner"]).replace(",", "").replace(":", "")
+    short = str(r["refiner_hash"])[:10] if r.get("refiner_hash") else None
+    return {"Refiner": f"{name} [{short}]" if short else name, "Refiner switch at": r.get("refiner_switch")}
+
+
+_REFINER_RE = re.compile(r"^(?P<name>.*?)(?: \[(?P<hash>[0-9a-fA-F]+)\])?$")
+
+
+def _refiner_from_a1111(p: Mapping[str, Value]) -> dict[str, Any]:
+    refiner = p.get("Refiner")
+    if not isinstance(refiner, str) or not refiner.strip():
+        return {}
+    match = _REFINER_RE.match(refiner.strip())
+    assert match is not None  # the pattern matches any text
+    return {
+        "refiner": model_name(match["name"]),
+        "refiner_hash": match["hash"],
+        "refiner_switch": _as_float(p.get("Refiner switch at")),
     }
 
 
@@ -430,6 +456,7 @@ def record_from_a1111(parsed: A1111Params) -> dict[str, Any]:
         "strength": _as_float(p.get("Denoising strength")),
         "rng": {"CPU": "cpu", "GPU": "device"}.get(str(p.get("RNG", "GPU"))),
         **_hires_from_a1111(p),
+        **_refiner_from_a1111(p),
         "controlnets": [unit for unit in units if not _is_ip_adapter(unit)] or None,
         "ip_adapters": [_as_ip_adapter(unit) for unit in units if _is_ip_adapter(unit)] or None,
     }

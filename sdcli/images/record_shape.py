@@ -33,9 +33,11 @@ _TEXT = (
     "weighting",
     "config",
     "hires_upscaler",
+    "refiner",
+    "refiner_hash",
 )
 _INTEGER = ("schema", "steps", "seed", "width", "height", "clip_skip", "hires_steps")
-_NUMBER = ("guidance", "strength", "hires_scale", "hires_strength")
+_NUMBER = ("guidance", "strength", "hires_scale", "hires_strength", "refiner_switch")
 _OBJECT = ("versions", "init_image", "scheduler", "upscale")
 # What re-making an image may ask for: a file asking for a billion steps or a 10^6-pixel side is not a
 # record but a way to make `--from` run for ever.

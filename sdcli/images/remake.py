@@ -35,6 +35,8 @@ STORED = {
     "hires_steps": "hires_steps",
     "hires_strength": "hires_strength",
     "hires_upscaler": "hires_upscaler",
+    "refiner": "refiner",
+    "refiner_switch": "refiner_switch",
 }
 HIRES = ("hires_scale", "hires_steps", "hires_strength", "hires_upscaler")  # generate's options only
 
@@ -102,7 +104,7 @@ def apply(args: ImageArgs) -> tuple[ImageArgs, list[str]]:
     state = scheduler_state(record, args.given)
     ip_changes, ip_warnings = _ip_adapters(record, args)
     changes.update(ip_changes)
-    warnings = [*warnings, *_controlnet_warning(record, args), *ip_warnings]
+    warnings = [*warnings, *_controlnet_warning(record, args), *ip_warnings, *_find_refiner(changes)]
     # What the image stored is a given value, not a default a model family may replace.
     remade = replace(args, **changes, scheduler_state=state, defaulted=args.defaulted - changes.keys())
     return remade, warnings
@@ -161,3 +163,26 @@ def _ip_adapters(record: dict[str, Any], args: ImageArgs) -> tuple[dict[str, Any
         f"it was made with IP-Adapter {names}, which --from does not reuse (a local file): "
         "pass --ip-adapter FILE --ip-image IMAGE again"
     ]
+
+
+def _find_refiner(changes: dict[str, Any]) -> list[str]:
+    """The record names the refiner as metadata names models (a Hub id, or a local folder's or file's own
+    name): a Hub id is loaded as such, a name is looked for in the working folder. One not found is dropped
+    with a warning, as ControlNets are, rather than failing the whole remake."""
+    from sdcli.model.sources import HUB_ID
+
+    name = changes.get("refiner")
+    if name is None:
+        return []
+    name = str(name)
+    # Only below the working folder: a record holds names, and one naming a path elsewhere is not sdcli's.
+    local = not Path(name).is_absolute() and ".." not in Path(name).parts
+    for candidate in (name, f"{name}.safetensors") if local else ():
+        if Path(candidate).exists():
+            changes["refiner"] = f"./{candidate}"
+            return []
+    if "/" in name and HUB_ID.match(name):
+        return []
+    changes.pop("refiner")
+    changes.pop("refiner_switch", None)
+    return [f"it was made with the refiner {name}, which --from cannot find here: pass --refiner again"]

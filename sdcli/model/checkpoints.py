@@ -30,8 +30,10 @@ class Family:
     reference: str  # the Hub repo whose configs and tokenizers describe this family
     xl: bool = False
     inpaint: bool = False
+    refiner: bool = False  # an img2img-only model: it runs as --refiner, after a base model's steps
 
 
+REFINER = "sdxl-refiner"
 FAMILIES = {
     "sd1": Family("SD 1.x", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
     "sd2": Family("SD 2.x", "stabilityai/stable-diffusion-2-1"),
@@ -43,6 +45,7 @@ FAMILIES = {
     "sdxl-inpaint": Family(
         "SDXL inpainting", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", xl=True, inpaint=True
     ),
+    REFINER: Family("SDXL refiner", "stabilityai/stable-diffusion-xl-refiner-1.0", xl=True, refiner=True),
 }
 # Which text encoder a checkpoint carries tells the family. diffusers' `infer_diffusers_model_type` looks for
 # keys of the full-size models (e.g. the 10th OpenCLIP block) and calls anything it does not know SD 1.x;
@@ -203,7 +206,7 @@ def detect_family(shapes: dict[str, tuple[int, ...]], name: str) -> Family:
             hint="pass a LoRA with --lora" if lora else "--model takes a full SD 1.x, 2.x or SDXL checkpoint",
         )
     if any(key.startswith("conditioner.embedders.0.model.transformer.") for key in shapes):
-        raise UsageError(f"{name} is an SDXL refiner checkpoint, which sdcli does not run")
+        return FAMILIES[REFINER]  # its only text encoder is OpenCLIP, the embedder SDXL's base has second
     family = next(
         (fam for prefix, fam in _TEXT_ENCODER_PREFIXES if any(key.startswith(prefix) for key in shapes)), None
     )
@@ -211,6 +214,22 @@ def detect_family(shapes: dict[str, tuple[int, ...]], name: str) -> Family:
         raise UsageError(f"{name} holds a UNet but no text encoder, so it cannot run on its own")
     inpaint = len(conv_in) > 1 and conv_in[1] == 9
     return FAMILIES[f"{family}-inpaint" if inpaint else family]
+
+
+def check_role(family: Family, name: str, what: str) -> None:
+    """A refiner cannot make an image from text alone; as --refiner only an SDXL model can follow SDXL's."""
+    if what == "--refiner":
+        if not family.xl or family.inpaint:
+            raise UsageError(
+                f"--refiner {name} is an {family.label} checkpoint; a refiner must be an SDXL refiner or "
+                "SDXL model",
+                hint="e.g. stabilityai/stable-diffusion-xl-refiner-1.0",
+            )
+    elif family.refiner:
+        raise UsageError(
+            f"{name} is an SDXL refiner checkpoint: it only finishes images an SDXL model began",
+            hint=f"pass it as --refiner {name} with an SDXL --model",
+        )
 
 
 # -- configuration and loading -------------------------------------------------------------------------------
@@ -253,12 +272,13 @@ def check_fits(family: Family, folder: Path, name: str, config_name: str) -> Non
     """A config of another family fails deep inside diffusers with a shape error; say it plainly instead."""
     index = model_index_in(folder) or {}
     config_xl = "text_encoder_2" in index
+    config_refiner = config_xl and (index.get("text_encoder") or [None])[0] is None
     try:
         unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
         config_inpaint = unet.get("in_channels") == 9
     except (OSError, ValueError, AttributeError):
         config_inpaint = family.inpaint  # nothing to compare with: let diffusers decide
-    if config_xl != family.xl or config_inpaint != family.inpaint:
+    if config_xl != family.xl or config_inpaint != family.inpaint or config_refiner != family.refiner:
         raise UsageError(
             f"{name} is an {family.label} checkpoint but --config {config_name} describes a "
             f"{index.get('_class_name', 'different')} model",
@@ -266,15 +286,24 @@ def check_fits(family: Family, folder: Path, name: str, config_name: str) -> Non
         )
 
 
-def locate(model: str, *, config: str | None, allow_pickle: bool, revision: str | None = None) -> Any:
-    """The ModelSource of a single-file checkpoint: the file, its family's config folder and its hash."""
+def locate(
+    model: str,
+    *,
+    config: str | None,
+    allow_pickle: bool,
+    revision: str | None = None,
+    what: str = "--model",
+) -> Any:
+    """The ModelSource of a single-file checkpoint: the file, its family's config folder and its hash.
+    `what` is "--refiner" for the refiner, the one place a refiner checkpoint runs."""
     from sdcli.model import hashes
     from sdcli.model.sources import ModelSource
 
-    refuse_pickle(model, allow_pickle, "--model")
-    weights = resolve_file(model, "--model", revision)
+    refuse_pickle(model, allow_pickle, what)
+    weights = resolve_file(model, what, revision)
     name = weights.path.stem
     family = detect_family(tensor_shapes(weights.path), weights.path.name)
+    check_role(family, weights.path.name, what)
     folder, config_name = find_config(family, config, weights.path.name)
     check_fits(family, folder, weights.path.name, config_name)
     return ModelSource(

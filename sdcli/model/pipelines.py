@@ -74,11 +74,12 @@ def load_pipeline(
     offload: str = "none",
     safety_checker: bool = True,
     quantize: str | None = None,
+    as_class: str | None = None,
 ) -> Any:
     """Load safetensors weights in `dtype`, straight onto `device` or behind offload hooks; never runs code
-    from the repo."""
+    from the repo. `as_class`: another pipeline class of the same components (an SDXL base as a refiner)."""
     quiet_libraries()
-    cls = pipeline_class(source.pipeline_class)
+    cls = pipeline_class(as_class or source.pipeline_class)
     kwargs: dict[str, Any] = {}
     if not safety_checker and "safety_checker" in source.model_index:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
@@ -133,6 +134,7 @@ class LoadedModel:
     embeddings: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, token
     controlnets: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale, start, end
     ip_adapters: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale
+    refiner: LoadedModel | None = None  # --refiner: the img2img pipeline that runs the last steps
 
 
 def load_model(request: ModelRequest) -> LoadedModel:
@@ -150,6 +152,8 @@ def _load_model(request: ModelRequest) -> LoadedModel:
     dtype, dtype_notes = runtime.resolve_dtype(request.dtype, device)
     options, memory_notes = memory.effective(request.memory, device)
     source = locate(request)
+    # The refiner is found (and its kind checked) before any weights load, the base's as well as its own.
+    refiner_source = locate_refiner(request, source) if request.refiner is not None else None
     # An image's stored scheduler (--from) is rebuilt before the weights load: a bogus one fails fast.
     stored = schedulers.from_state(*request.scheduler_state) if request.scheduler_state else None
     pipe = load_pipeline(
@@ -188,6 +192,9 @@ def _load_model(request: ModelRequest) -> LoadedModel:
         choice = schedulers.resolve(request.scheduler or current, request.schedule)
         pipe.scheduler = schedulers.build(choice, pipe.scheduler.config)
     notes = (*dtype_notes, *memory_notes, *checkpoint_notes(source, request))
+    refiner = None
+    if refiner_source is not None:
+        refiner = load_refiner(request, refiner_source, pipe, device, dtype, options)
     return LoadedModel(
         pipe,
         source,
@@ -200,7 +207,107 @@ def _load_model(request: ModelRequest) -> LoadedModel:
         tuple(embeddings),
         tuple(controlnet_records),
         tuple(ip_adapter_records),
+        refiner,
     )
+
+
+# -- the SDXL refiner ----------------------------------------------------------------------------------------
+
+REFINER_CLASS = "StableDiffusionXLImg2ImgPipeline"
+# Base pipelines that can stop at denoising_end (inpaint would need an inpainting refiner).
+REFINABLE = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
+# What --refiner accepts: SDXL's refiner, or any SDXL model run as img2img (A1111 takes any checkpoint).
+REFINER_SOURCES = (REFINER_CLASS, "StableDiffusionXLPipeline")
+SHARED_WITH_REFINER = ("vae", "text_encoder_2")  # the same weights in SDXL base and refiner 1.0
+
+
+def check_refinable(base_class: str, name: str) -> None:
+    if base_class not in REFINABLE:
+        from sdcli.model.families import of_class
+
+        raise UsageError(
+            f"--refiner finishes what an SDXL model began; {name} is {of_class(base_class).label} "
+            f"({base_class})",
+            hint="use an SDXL --model, or drop --refiner",
+        )
+
+
+def check_refiner_class(refiner_class: str, name: str) -> None:
+    if refiner_class not in REFINER_SOURCES:
+        raise UsageError(
+            f"--refiner {name} is a {refiner_class or 'pipeline of unknown kind'}, not an SDXL refiner or "
+            "SDXL model",
+            hint="e.g. --refiner stabilityai/stable-diffusion-xl-refiner-1.0",
+        )
+
+
+def locate_refiner(request: ModelRequest, base: ModelSource) -> ModelSource:
+    """The refiner's files: a folder, a Hub id or a single file, found the way --model is."""
+    assert request.refiner is not None
+    check_refinable(base.pipeline_class, base.name)
+    spec = request.refiner
+    if specs.is_checkpoint_name(spec) and not Path(spec).expanduser().is_dir():
+        from sdcli.model import checkpoints
+
+        source: ModelSource = checkpoints.locate(
+            spec, config=None, allow_pickle=request.allow_pickle, what="--refiner"
+        )
+    else:
+        try:
+            source = locate(replace(request, model=spec, revision=None, config=None, refiner=None))
+        except ModelUnavailable as exc:
+            raise ModelUnavailable(f"--refiner: {exc.message}", hint=exc.hint) from exc
+    check_refiner_class(source.pipeline_class, source.name)
+    return source
+
+
+def same_weights(mine: Any, theirs: Any) -> bool:
+    """Whether two modules hold identical tensors, so that one can serve both pipelines."""
+    import torch
+
+    if type(mine) is not type(theirs):
+        return False
+    a, b = mine.state_dict(), theirs.state_dict()
+    if a.keys() != b.keys():
+        return False
+    try:
+        return all(
+            a[k].shape == b[k].shape and a[k].dtype == b[k].dtype and torch.equal(a[k], b[k].to(a[k].device))
+            for k in a
+        )
+    except (RuntimeError, NotImplementedError):  # offloaded (meta) or quantized tensors: keep both
+        return False
+
+
+def load_refiner(
+    request: ModelRequest, source: ModelSource, base: Any, device: Any, dtype: Any, options: MemoryOptions
+) -> LoadedModel:
+    """The refiner as an SDXL img2img pipeline. It is read into host memory first: where its VAE or second
+    text encoder is the base's (SDXL 1.0's are), the base's copy on the device serves both, as in diffusers'
+    ensemble-of-experts example, and the refiner's own is dropped before anything moves to the device."""
+    import torch
+
+    from sdcli.model import memory
+
+    pipe = load_pipeline(source, torch.device("cpu"), dtype, request.variant, as_class=REFINER_CLASS)
+    for name in SHARED_WITH_REFINER:
+        mine, theirs = getattr(pipe, name, None), getattr(base, name, None)
+        if mine is not None and theirs is not None and same_weights(mine, theirs):
+            pipe.register_modules(**{name: theirs})
+    if options.tiny_vae:  # the base's VAE is already the tiny one
+        pipe.register_modules(vae=base.vae)
+    if options.offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif options.offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    memory.apply(pipe, replace(options, tiny_vae=None), device)
+    # One sampler for the whole image, as in A1111: --scheduler, or the exact one --from stored, for both.
+    pipe.scheduler = type(base.scheduler).from_config(base.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    refiner_request = replace(request, model=request.refiner or "", refiner=None, loras=(), embeddings=())
+    return LoadedModel(pipe, source, device, dtype, refiner_request, options)
 
 
 def checkpoint_notes(source: ModelSource, request: ModelRequest) -> tuple[str, ...]:

@@ -77,6 +77,9 @@ def model_from_json(data: Any) -> ModelRequest:
         raise BadRequest("model.ip_adapters: the worker does not run IP-Adapters")
     values.pop("ip_adapters", None)
     values.pop("ip_image_encoder", None)
+    if values.get("refiner") is not None:  # nor refiners: a second model the worker would have to load
+        raise BadRequest("model.refiner: the worker does not run refiners")
+    values.pop("refiner", None)
     try:
         if "memory" in values:
             memory = as_object(values["memory"], "model.memory")
