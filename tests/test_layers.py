@@ -95,3 +95,21 @@ def test_package_inits_hold_no_code(package: str) -> None:
     """`--help` imports the packages on its path: an __init__ that imported anything would tax it."""
     init = ast.parse((PACKAGE / package / "__init__.py").read_text(encoding="utf-8"))
     assert all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in init.body)
+
+
+def test_the_shell_scripts_python_imports_name_modules_that_exist() -> None:
+    """tests/gpu/gpu_check.sh and the examples run Python snippets that no pytest imports: the redesign into
+    subpackages once left `from sdcli.tiny import` there, which fails only on the GPU machine."""
+    import importlib
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    scripts = [*root.glob("tests/gpu/*.sh"), *root.glob("examples/*.sh"), *root.glob("examples/*.py")]
+    found = []
+    for script in scripts:
+        for module, names in re.findall(r"^from (sdcli[\w.]*) import ([\w, ]+)$", script.read_text(), re.M):
+            found.append(module)
+            imported = importlib.import_module(module)
+            missing = [name for name in names.replace(" ", "").split(",") if not hasattr(imported, name)]
+            assert not missing, f"{script.name}: {module} has no {missing}"
+    assert "sdcli.diagnostics.tiny" in found  # the check saw gpu_check.sh's snippets

@@ -54,7 +54,7 @@ assert check['ok'], check['error']
 echo "== tiny generate on $DEVICE, $DTYPE" >&2
 "$PY" -c "
 import sys
-from sdcli.tiny import build_tiny_pipeline
+from sdcli.diagnostics.tiny import build_tiny_pipeline
 build_tiny_pipeline().save_pretrained(sys.argv[1])
 " "$WORK/tiny-sd"
 timed "generate (tiny, $DEVICE, $DTYPE, 4 steps)" \
@@ -65,7 +65,7 @@ test -s "$WORK/out.png"
 # The memory and speed options, each on a larger (256x256) random model: time and peak GPU memory per run.
 "$PY" -c "
 import sys
-from sdcli.tiny import TinySpec, build_tiny_pipeline
+from sdcli.diagnostics.tiny import TinySpec, build_tiny_pipeline
 build_tiny_pipeline(TinySpec(width=32, sample_size=128)).save_pretrained(sys.argv[1])
 " "$WORK/small-sd"
 for options in "--dtype $DTYPE" "--dtype $DTYPE --offload model" "--dtype $DTYPE --low-vram" \
