@@ -30,6 +30,7 @@ from sdcli.commands.serve import serve
 from sdcli.commands.upscale import upscale
 from sdcli.core import signals
 from sdcli.errors import ExitCode, SdcliError, first_line, out_of_memory
+from sdcli.generation import distributed
 
 
 class SdcliGroup(TyperGroup):
@@ -230,3 +231,6 @@ def main() -> None:
         # garbage collections Python runs while tearing them down kept the process alive ~3 s after the last
         # image was written (2-core CPU). Nothing is left to collect: freeze them. atexit handlers still run.
         gc.freeze()
+        ending = sys.exc_info()[1]
+        if distributed.joined() and isinstance(ending, SystemExit):  # see distributed.leave
+            distributed.leave(ending.code)

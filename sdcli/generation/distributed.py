@@ -3,14 +3,15 @@ n-th piece of work, on its own device, and the summary is counted once."""
 
 from __future__ import annotations
 
-import atexit
 import os
+import sys
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from sdcli.generation.prompt_files import PromptLine
 
 T = TypeVar("T")
+_joined = False  # whether this process joined a process group (current() with WORLD_SIZE > 1)
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,8 @@ def current() -> Processes:
     # to: then it uses the gloo backend.
     on_cpu = not torch.cuda.is_available() or os.environ.get("SDCLI_DEVICE") == "cpu"
     state = PartialState(cpu=on_cpu)
-    # A process group still alive when the interpreter exits is torn down by C++ static destructors, and
-    # gloo's threads then sometimes abort the process ("terminate called without an active exception",
-    # exit -6), more often on a loaded machine. Closing it while Python still runs is clean.
-    atexit.register(state.destroy_process_group)
+    global _joined
+    _joined = True
     return Processes(state.process_index, state.num_processes, str(state.device))
 
 
@@ -68,3 +67,22 @@ def total(processes: Processes, counts: list[int]) -> list[int]:
 
     gathered: list[Any] = gather_object([counts])
     return [sum(column) for column in zip(*gathered, strict=True)]
+
+
+def joined() -> bool:
+    return _joined
+
+
+def leave(code: object) -> NoReturn:
+    """Ends a process that joined a process group, without the interpreter's teardown.
+
+    gloo's worker thread drops the last collective's work (and the tensors it holds) a moment after the
+    collective returns. When that moment falls inside the interpreter's finalisation, dropping a tensor
+    takes the GIL, the finalising interpreter ends the thread, and the unwinding through C++ aborts the whole
+    process ("terminate called without an active exception", exit -6), on a loaded machine about one run in
+    ten. destroy_process_group() does not join that thread (references to the group outlive it). Every
+    image and line is written and flushed by now, so exiting at once loses nothing. `code`: SystemExit's.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
