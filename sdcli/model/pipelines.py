@@ -133,6 +133,7 @@ class LoadedModel:
     embeddings: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, token
     controlnets: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale, start, end
     ip_adapters: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale
+    depth: Any = None  # --control-preprocess depth's depth.DepthEstimator
 
 
 def load_model(request: ModelRequest) -> LoadedModel:
@@ -152,6 +153,11 @@ def _load_model(request: ModelRequest) -> LoadedModel:
     source = locate(request)
     # An image's stored scheduler (--from) is rebuilt before the weights load: a bogus one fails fast.
     stored = schedulers.from_state(*request.scheduler_state) if request.scheduler_state else None
+    depth_folder = None
+    if request.controlnets and request.control_preprocess == "depth":  # missing offline: before the weights
+        from sdcli.model import depth
+
+        depth_folder = depth.locate(request.depth_model)
     pipe = load_pipeline(
         source,
         device,
@@ -170,6 +176,11 @@ def _load_model(request: ModelRequest) -> LoadedModel:
 
         controlnet, controlnet_records = controlnets.load(request.controlnets, dtype, device)
         pipe = controlnets.attach(pipe, controlnet, source.name)
+    estimator = None
+    if depth_folder is not None:
+        from sdcli.model import depth
+
+        estimator = depth.load(request.depth_model, depth_folder, device)
     ip_adapter_records: list[dict[str, Any]] = []
     if request.ip_adapters:  # on the final pipeline (from_pipe above would carry it, but need not)
         from sdcli.model import ip_adapters
@@ -200,6 +211,7 @@ def _load_model(request: ModelRequest) -> LoadedModel:
         tuple(embeddings),
         tuple(controlnet_records),
         tuple(ip_adapter_records),
+        estimator,
     )
 
 
