@@ -38,6 +38,17 @@ def tiny_controlnet(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="session")
+def tiny_xl_controlnet(tiny_sdxl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ControlNetModel made from the tiny SDXL UNet (text_time embeddings, its cross_attention_dim)."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_sdxl / "unet")
+    folder = tmp_path_factory.mktemp("controlnets") / "tiny-xl-control"
+    ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def control_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(3)
     path = tmp_path_factory.mktemp("control-images") / "edges.png"

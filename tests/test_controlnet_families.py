@@ -377,3 +377,24 @@ def test_two_union_units_equal_diffusers_multi_union(
     ).images[0]
     assert np.array_equal(pixels("m.png"), np.asarray(expected))
     assert [u["mode"] for u in params_and_record("m.png")[1]["controlnets"]] == ["canny", "depth"]
+
+
+@pytest.mark.parametrize(
+    ("base", "controlnet", "message"),
+    [
+        ("sdxl", "sd", "this ControlNet is for SD 1.x/2.x models; tiny-sdxl is an SDXL model"),
+        ("sd", "sdxl", "this ControlNet is for SDXL models; tiny-sd is an SD 1.x/2.x model"),
+    ],
+)
+def test_an_sd_controlnet_on_sdxl_and_the_reverse_are_exit_2_before_any_step(
+    cli, request, control_image: Path, base: str, controlnet: str, message: str
+) -> None:
+    """Both are ControlNetModels: what tells them apart is their config against the UNet's."""
+    model = request.getfixturevalue("tiny_sdxl" if base == "sdxl" else "tiny_sd")
+    net = request.getfixturevalue("tiny_xl_controlnet" if controlnet == "sdxl" else "tiny_controlnet")
+    args = ("generate", "a cat", "-m", model, "--steps", "1", *SIZE, "-o", "x.png")
+    result = cli(*args, "--controlnet", f"{net}:{control_image}")
+    assert result.exit_code == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "hint:" in result.stderr and "Traceback" not in result.stderr and not Path("x.png").exists()
