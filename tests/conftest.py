@@ -33,7 +33,12 @@ for name in ("SDCLI_MODEL", "SDCLI_DEVICE", "SDCLI_DTYPE", "SDCLI_OUTPUT", "HF_T
 import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-pytest_plugins = ("tests.hub_fixtures", "tests.model_fixtures", "tests.family_fixtures")
+pytest_plugins = (
+    "tests.hub_fixtures",
+    "tests.model_fixtures",
+    "tests.family_fixtures",
+    "tests.control_fixtures",
+)
 
 
 def _save_tiny(root: Path, family: str) -> Path:

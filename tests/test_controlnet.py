@@ -13,36 +13,6 @@ from sdcli.errors import UsageError
 from tests.png_helpers import params_and_record, pixels
 
 
-@pytest.fixture(scope="session")
-def tiny_controlnet(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random ControlNet made from the tiny UNet; its zero convolutions are randomised too, or every
-    ControlNet output would be zero and the image the same as without it."""
-    import torch
-    from diffusers import ControlNetModel, UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(tiny_sd / "unet")
-    # The tiny VAE downsamples by 2: so must the conditioning embedding.
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in controlnet.named_parameters():
-            if "zero_conv" in name or "controlnet_down_blocks" in name or "controlnet_mid_block" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
-            if "conditioning_embedding.conv_out" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
-    folder = tmp_path_factory.mktemp("controlnets") / "tiny-control"
-    controlnet.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def control_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(3)
-    path = tmp_path_factory.mktemp("control-images") / "edges.png"
-    Image.fromarray(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)).save(path)
-    return path
-
-
 def run(cli, model: Path, *extra: object, out: str = "out.png"):
     return cli("generate", "a red boat", "-m", model, "--steps", "2", "--seed", "9", "-o", out, *extra)
 

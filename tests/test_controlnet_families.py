@@ -377,3 +377,72 @@ def test_two_union_units_equal_diffusers_multi_union(
     ).images[0]
     assert np.array_equal(pixels("m.png"), np.asarray(expected))
     assert [u["mode"] for u in params_and_record("m.png")[1]["controlnets"]] == ["canny", "depth"]
+
+
+@pytest.mark.parametrize(
+    ("base", "controlnet", "message"),
+    [
+        ("sdxl", "sd", "this ControlNet is for SD 1.x/2.x models; tiny-sdxl is an SDXL model"),
+        ("sd", "sdxl", "this ControlNet is for SDXL models; tiny-sd is an SD 1.x/2.x model"),
+    ],
+)
+def test_an_sd_controlnet_on_sdxl_and_the_reverse_are_exit_2_before_any_step(
+    cli, request, control_image: Path, base: str, controlnet: str, message: str
+) -> None:
+    """Both are ControlNetModels: what tells them apart is their config against the UNet's."""
+    model = request.getfixturevalue("tiny_sdxl" if base == "sdxl" else "tiny_sd")
+    net = request.getfixturevalue("tiny_xl_controlnet" if controlnet == "sdxl" else "tiny_controlnet")
+    args = ("generate", "a cat", "-m", model, "--steps", "1", *SIZE, "-o", "x.png")
+    result = cli(*args, "--controlnet", f"{net}:{control_image}")
+    assert result.exit_code == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "hint:" in result.stderr and "Traceback" not in result.stderr and not Path("x.png").exists()
+
+
+def test_union_inpaint_pixels_equal_diffusers_union_inpaint_pipeline(
+    cli, tiny_sdxl: Path, tiny_union: Path, flux_control_image: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from sdcli.generation import prompts
+
+    photo, mask = tmp_path / "photo.png", tmp_path / "mask.png"
+    Image.fromarray(np.random.default_rng(11).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(photo)
+    painted = np.zeros((64, 64), dtype=np.uint8)
+    painted[16:48, 8:40] = 255
+    Image.fromarray(painted).save(mask)
+    args = ("inpaint", photo, mask, "a red boat", "-m", tiny_sdxl, "--steps", "3", "--seed", "6")
+    spec = f"{tiny_union}@depth:{flux_control_image}:0.9:0:0.8"
+    result = cli(*args, "--strength", "0.8", "--mask-blur", "0", "--controlnet", spec, "-o", "p.png")
+    assert result.exit_code == 0, result.stderr
+    _text, record = params_and_record("p.png")
+    assert record["pipeline"] == "StableDiffusionXLControlNetUnionInpaintPipeline"
+    assert record["controlnets"][0]["mode"] == "depth"
+
+    pipe = _union_pipe("StableDiffusionXLControlNetUnionInpaintPipeline", tiny_sdxl, tiny_union)
+    # sdcli encodes SDXL prompts itself (A1111's way), so the script takes the same embeddings.
+    texts = prompts.encode(pipe, "a red boat", "", weighting="a1111", clip_skip=1, long=True).batch(1)
+    original, repaint = _control(photo), Image.open(mask).convert("L")
+    generated = pipe(
+        **texts,
+        image=original,
+        mask_image=repaint,
+        control_image=[_control(flux_control_image)],
+        control_mode=[1],
+        controlnet_conditioning_scale=0.9,
+        control_guidance_start=0.0,
+        control_guidance_end=0.8,
+        strength=0.8,
+        num_inference_steps=3,
+        guidance_scale=7.0,
+        width=64,
+        height=64,
+        generator=torch.Generator("cpu").manual_seed(6),
+    ).images[0]
+    # sdcli puts the kept (black) part of the photo back over what the pipeline drew, as A1111 does.
+    expected = Image.composite(generated, original, repaint)
+    assert np.array_equal(pixels("p.png"), np.asarray(expected))
+    plain = cli(*args, "--strength", "0.8", "--mask-blur", "0", "-o", "plain.png")
+    assert plain.exit_code == 0, plain.stderr
+    assert not np.array_equal(pixels("p.png"), pixels("plain.png"))

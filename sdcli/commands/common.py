@@ -84,7 +84,7 @@ def plan_run(
     if model.controlnets:  # every control image decodes, and canny's OpenCV is there, before loading
         from sdcli.images import control_images
 
-        control_images.check(model.controlnets, model.control_preprocess)
+        control_images.check(model.controlnets, model.control_preprocess, model.depth_model)
     if model.ip_adapters:  # every reference image decodes, before loading
         from sdcli.images import ip_images
 

@@ -356,7 +356,17 @@ ControlNet = Annotated[
 ControlPreprocess = Annotated[
     str,
     typer.Option(
-        "--control-preprocess", help="Turn each control image into its map: canny, or none (used as is)."
+        "--control-preprocess",
+        help="Turn each control image into its map: canny, depth, or none (used as is).",
+    ),
+]
+DepthModel = Annotated[
+    str | None,
+    typer.Option(
+        "--depth-model",
+        metavar="ID_OR_FOLDER",
+        help="The transformers depth-estimation model of --control-preprocess depth (Depth Anything, DPT). "
+        "Default: depth-anything/Depth-Anything-V2-Small-hf.",
     ),
 ]
 IPAdapter = Annotated[
@@ -415,6 +425,7 @@ SHARED_OPTIONS: dict[str, Any] = {
     "embedding": Embedding,
     "controlnet": ControlNet,
     "control_preprocess": ControlPreprocess,
+    "depth_model": DepthModel,
     "ip_adapter": IPAdapter,
     "ip_image": IPImage,
     "ip_image_encoder": IPImageEncoder,

@@ -10,7 +10,10 @@ from pathlib import Path
 from sdcli.core.specs import refuse_pickle
 from sdcli.errors import UsageError
 
-PREPROCESSORS = ("none", "canny")
+PREPROCESSORS = ("none", "canny", "depth")
+# --control-preprocess depth's estimator when --depth-model is not given: Depth Anything V2's smallest (25M
+# parameters, Apache-2.0; Base and Large are CC-BY-NC), the model A1111's `depth_anything_v2` module runs.
+DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 USAGE = "--controlnet MODEL[@MODE]:IMAGE[:SCALE[:START:END]], e.g. ./control-canny:edges.png:0.8:0:0.6"
 # ControlNet-Union's conditions, as xinsir/controlnet-union-sdxl-1.0 (ProMax: with 7) numbers them; each
 # name also as A1111's ControlNet extension writes it (`Union Control Type:`).
@@ -128,8 +131,32 @@ def _is_number(text: str) -> bool:
 
 
 def parse_all(
-    texts: tuple[str, ...], preprocess: str, allow_pickle: bool = False
+    texts: tuple[str, ...], preprocess: str, allow_pickle: bool = False, depth_model: str | None = None
 ) -> tuple[ControlNetSpec, ...]:
     if preprocess not in PREPROCESSORS:
         raise UsageError(f"--control-preprocess {preprocess!r} is not one of {', '.join(PREPROCESSORS)}")
+    if depth_model is not None:
+        check_depth_model(depth_model, preprocess)
     return tuple(ControlNetSpec.parse(text).validated(allow_pickle) for text in texts)
+
+
+def check_depth_model(source: str, preprocess: str) -> None:
+    """`--depth-model`'s shape: it only means something with `--control-preprocess depth` (said, not
+    ignored), and a path that looks local must exist. What the folder holds is the model layer's check."""
+    if preprocess != "depth":
+        raise UsageError(
+            f"--depth-model {source}: it picks the estimator of --control-preprocess depth, not {preprocess}",
+            hint="add --control-preprocess depth, or drop --depth-model",
+        )
+    if not source.strip():
+        raise UsageError("--depth-model is empty")
+    looks_local = source.startswith((".", "/", "~")) or source.count("/") > 1
+    path = Path(source).expanduser()
+    if looks_local and not path.exists():
+        raise UsageError(f"--depth-model {source}: no such folder")
+    if path.exists() and not path.is_dir():
+        raise UsageError(
+            f"--depth-model {source}: not a folder",
+            hint="give a transformers depth-estimation folder (config.json, preprocessor_config.json, "
+            "*.safetensors) or a Hub id",
+        )

@@ -32,6 +32,7 @@ class ImageArgs:
     embedding: tuple[str, ...] = ()
     controlnet: tuple[str, ...] = ()  # MODEL:IMAGE[:SCALE[:START:END]]
     control_preprocess: str = "none"
+    depth_model: str | None = None
     ip_adapter: tuple[str, ...] = ()  # MODEL[:SCALE]
     ip_image: tuple[str, ...] = ()  # one reference image per --ip-adapter
     ip_image_encoder: str | None = None
@@ -129,8 +130,11 @@ class ImageArgs:
             quantize=self.quantize,
             loras=tuple(LoraSpec.parse(text) for text in self.lora),
             embeddings=tuple(EmbeddingSpec.parse(text) for text in self.embedding),
-            controlnets=control_specs.parse_all(self.controlnet, self.control_preprocess, self.allow_pickle),
+            controlnets=control_specs.parse_all(
+                self.controlnet, self.control_preprocess, self.allow_pickle, self.depth_model
+            ),
             control_preprocess=self.control_preprocess,
+            depth_model=self.depth_model,
             ip_adapters=ip_adapter_specs.parse_all(
                 self.ip_adapter, self.ip_image, self.ip_image_encoder, self.allow_pickle
             ),

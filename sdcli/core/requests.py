@@ -78,7 +78,8 @@ class ModelRequest:
     embeddings: tuple[EmbeddingSpec, ...] = ()
     quantize: str | None = None  # a sdcli.model.quantization scheme name: bnb-4bit, torchao-int8, ...
     controlnets: tuple[ControlNetSpec, ...] = ()  # parsed and checked by control_specs.parse_all
-    control_preprocess: str = "none"  # how each control image becomes its control map: none, canny
+    control_preprocess: str = "none"  # how each control image becomes its control map: none, canny, depth
+    depth_model: str | None = None  # depth's estimator (folder or Hub id); None: DEFAULT_DEPTH_MODEL
     ip_adapters: tuple[IPAdapterSpec, ...] = ()  # parsed and checked by ip_adapter_specs.parse_all
     ip_image_encoder: str | None = None  # None: the `image_encoder` folder beside the adapter or its parent
     # SDXL's ensemble of experts: a second SDXL model (refiner or base) that runs the last steps. Loaded with

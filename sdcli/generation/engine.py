@@ -413,10 +413,14 @@ def _controls(model: LoadedModel, call: dict[str, Any], width: int, height: int)
 
     specs, preprocess = model.request.controlnets, model.request.control_preprocess
     key = "control_image" if "control_image" in inspect.signature(model.pipe.__call__).parameters else "image"
-    args, images = control_images.pipeline_args(specs, preprocess, width, height, image_key=key)
+    args, images = control_images.pipeline_args(
+        specs, preprocess, width, height, image_key=key, depth=model.depth
+    )
     call.update(args)
+    # The estimator is part of how the map was made: A1111 names it as the unit's Module.
+    made = {"depth_model": model.depth.name, "module": model.depth.module} if preprocess == "depth" else {}
     return [
-        {**found, "preprocess": preprocess, "image": image}
+        {**found, "preprocess": preprocess, **made, "image": image}
         for found, image in zip(model.controlnets, images, strict=True)
     ]
 

@@ -145,7 +145,9 @@ def _controlnet_fields(controlnets: Any, ip_adapters: Any) -> dict[str, str]:
         if not isinstance(item, Mapping):
             continue
         name = str(item.get("name", "")).replace(":", "").replace(",", "")
-        module = (item.get("module") or IP_ADAPTER_MODULE) if is_ip else (item.get("preprocess") or "none")
+        # A ControlNet's `module` (depth: the estimator's A1111 name) is more exact than its preprocess.
+        default = IP_ADAPTER_MODULE if is_ip else item.get("preprocess") or "none"
+        module = item.get("module") or default
         unit = {
             "Module": str(module).replace(":", "").replace(",", ""),
             "Model": f"{name} [{item['hash']}]" if item.get("hash") else name,

@@ -223,6 +223,35 @@ def kind_of(controlnet: Any) -> str:
     return type(nets[0] if nets else controlnet).__name__
 
 
+def _generation(config: Any) -> str:
+    """SDXL's UNets (and so its ControlNets) take the pooled text and the size as `text_time` added
+    embeddings; SD 1.x/2.x's take none."""
+    return "SDXL" if getattr(config, "addition_embed_type", None) == "text_time" else "SD 1.x/2.x"
+
+
+def _check_unet_fit(pipe: Any, controlnet: Any, model_name: str) -> None:
+    """One ControlNetModel class serves SD 1.x/2.x and SDXL: a ControlNet made for the other one only
+    fails inside the first step, on a shape, so its config is compared with the UNet's first."""
+    unet = getattr(pipe, "unet", None)
+    if unet is None:
+        return
+    for net in getattr(controlnet, "nets", None) or [controlnet]:
+        mine, theirs = net.config, unet.config
+        if _generation(mine) != _generation(theirs):
+            raise UsageError(
+                f"--controlnet: this ControlNet is for {_generation(mine)} models; {model_name} is an "
+                f"{_generation(theirs)} model",
+                hint="SDXL ControlNets: e.g. diffusers/controlnet-canny-sdxl-1.0; SD 1.5 ones: e.g. "
+                f"lllyasviel/control_v11p_sd15_canny. Give one for {_generation(theirs)}",
+            )
+        if getattr(mine, "cross_attention_dim", None) != getattr(theirs, "cross_attention_dim", None):
+            raise UsageError(
+                f"--controlnet: this ControlNet's cross_attention_dim is {mine.cross_attention_dim}, "
+                f"{model_name}'s UNet's {theirs.cross_attention_dim}: they are for different models",
+                hint="SD 1.x ControlNets take 768, SD 2.x 1024, SDXL 2048: give one for this model",
+            )
+
+
 def attach(pipe: Any, controlnet: Any, model_name: str) -> Any:
     """The same pipeline's components as its ControlNet pipeline; a ControlNet of another family than the
     base model is a usage error naming what it fits."""
@@ -236,6 +265,7 @@ def attach(pipe: Any, controlnet: Any, model_name: str) -> Any:
             f"--controlnet: a {kind} is for {FITS[kind]}; {model_name} is a {name}",
             hint=f"give a {fits[0]} for this model" if fits else f"{name} has no ControlNet pipeline",
         )
+    _check_unet_fit(pipe, controlnet, model_name)
     try:
         converted = getattr(diffusers, table[name]).from_pipe(pipe, controlnet=controlnet)
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:

@@ -135,6 +135,7 @@ class LoadedModel:
     controlnets: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale, start, end
     ip_adapters: tuple[dict[str, Any], ...] = ()  # metadata records: name, hash, scale
     refiner: LoadedModel | None = None  # --refiner: the img2img pipeline that runs the last steps
+    depth: Any = None  # --control-preprocess depth's depth.DepthEstimator
 
 
 def load_model(request: ModelRequest) -> LoadedModel:
@@ -156,6 +157,11 @@ def _load_model(request: ModelRequest) -> LoadedModel:
     refiner_source = locate_refiner(request, source) if request.refiner is not None else None
     # An image's stored scheduler (--from) is rebuilt before the weights load: a bogus one fails fast.
     stored = schedulers.from_state(*request.scheduler_state) if request.scheduler_state else None
+    depth_folder = None
+    if request.controlnets and request.control_preprocess == "depth":  # missing offline: before the weights
+        from sdcli.model import depth
+
+        depth_folder = depth.locate(request.depth_model)
     pipe = load_pipeline(
         source,
         device,
@@ -174,6 +180,11 @@ def _load_model(request: ModelRequest) -> LoadedModel:
 
         controlnet, controlnet_records = controlnets.load(request.controlnets, dtype, device)
         pipe = controlnets.attach(pipe, controlnet, source.name)
+    estimator = None
+    if depth_folder is not None:
+        from sdcli.model import depth
+
+        estimator = depth.load(request.depth_model, depth_folder, device)
     ip_adapter_records: list[dict[str, Any]] = []
     if request.ip_adapters:  # on the final pipeline (from_pipe above would carry it, but need not)
         from sdcli.model import ip_adapters
@@ -208,6 +219,7 @@ def _load_model(request: ModelRequest) -> LoadedModel:
         tuple(controlnet_records),
         tuple(ip_adapter_records),
         refiner,
+        estimator,
     )
 
 
