@@ -13,7 +13,17 @@ from typing import Any
 
 from sdcli.diagnostics.tiny import TinySpec
 
-NEW_FAMILIES = ("qwen-image", "flux2-klein", "chroma", "z-image", "sana", "lumina2")
+NEW_FAMILIES = (
+    "qwen-image",
+    "flux2-klein",
+    "chroma",
+    "z-image",
+    "sana",
+    "lumina2",
+    "aura-flow",
+    "cogview4",
+    "kandinsky3",
+)
 
 # Qwen's chat markers, which the pipelines' prompt templates spell out and expect as single tokens.
 _QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
@@ -400,6 +410,181 @@ def _z_image(spec: TinySpec) -> Any:
     )
 
 
+def _aura_flow(spec: TinySpec) -> Any:
+    from diffusers import AuraFlowPipeline, AuraFlowTransformer2DModel, FlowMatchEulerDiscreteScheduler
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from sdcli.diagnostics.tiny_families import T5_WIDTH, _flow_vae, _t5_tokenizer, _t5_vocab
+
+    transformer = AuraFlowTransformer2DModel(
+        sample_size=32,
+        patch_size=2,
+        in_channels=4,
+        num_mmdit_layers=1,
+        num_single_dit_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=T5_WIDTH,
+        out_channels=4,
+        # Room for `info --check`'s 256 px: 128 latents with this 2x VAE, 64 patches a side.
+        pos_embed_max_size=4096,
+    )
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=len(_t5_vocab()),
+            d_model=T5_WIDTH,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
+    )
+    return AuraFlowPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=text_encoder,
+        tokenizer=_t5_tokenizer(),
+        transformer=transformer,
+        vae=_flow_vae(4),
+    )
+
+
+_GLM_SPECIALS = ("<|endoftext|>", "[gMASK]", "<sop>")
+
+
+def glm_tokenizer() -> Any:
+    """A GLM-4 tokenizer over the 256 byte-level symbols plus its pad and the "[gMASK]<sop>" prefix it puts
+    before every text (259 ids): CogView4 encodes an empty negative, and with no prefix it would be no
+    tokens at all."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    for symbol in _GLM_SPECIALS:
+        vocab[symbol] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.TemplateProcessing(
+        single="[gMASK] <sop> $A", special_tokens=[("[gMASK]", 257), ("<sop>", 258)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<|endoftext|>", eos_token="<|endoftext|>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": list(_GLM_SPECIALS[1:])})
+    return tokenizer
+
+
+def _glm(hidden: int, layers: int) -> Any:
+    from transformers import GlmConfig, GlmModel
+
+    config = GlmConfig(
+        hidden_size=hidden,
+        intermediate_size=8,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        head_dim=8,
+        vocab_size=256 + len(_GLM_SPECIALS),
+        pad_token_id=256,
+        eos_token_id=256,
+    )
+    return GlmModel(config)
+
+
+def _cogview4(spec: TinySpec) -> Any:
+    from diffusers import (
+        AutoencoderKL,
+        CogView4Pipeline,
+        CogView4Transformer2DModel,
+        FlowMatchEulerDiscreteScheduler,
+    )
+
+    transformer = CogView4Transformer2DModel(
+        patch_size=2,
+        in_channels=4,
+        num_layers=2,
+        attention_head_dim=4,
+        num_attention_heads=4,
+        out_channels=4,
+        text_embed_dim=32,
+        time_embed_dim=8,
+        condition_dim=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[8, 16],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=128,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        base_shift=0.25,
+        max_shift=0.75,
+        base_image_seq_len=256,
+        use_dynamic_shifting=True,
+        time_shift_type="linear",
+    )
+    return CogView4Pipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=scheduler,
+        text_encoder=_glm(32, 2),
+        tokenizer=glm_tokenizer(),
+    )
+
+
+def _kandinsky3(spec: TinySpec) -> Any:
+    from diffusers import DDPMScheduler, Kandinsky3Pipeline, Kandinsky3UNet, VQModel
+
+    from sdcli.diagnostics.tiny_families import T5_WIDTH, _t5_encoder, _t5_tokenizer
+
+    unet = Kandinsky3UNet(
+        in_channels=4,
+        time_embedding_dim=4,
+        groups=2,
+        attention_head_dim=4,
+        # One layer a block breaks its conditional norms' widths; (32, 64) is diffusers' test layout, 40x
+        # slower.
+        layers_per_block=2,
+        block_out_channels=(16, 32),
+        cross_attention_dim=4,
+        encoder_hid_dim=T5_WIDTH,
+    )
+    # Kandinsky3Pipeline sizes its latents for an 8x MoVQ, rounded up to 64 px, so the tiny one is 8x as
+    # the real one is (the tests run it at 64 px). Its spatial norms group by 32, whatever norm_num_groups
+    # says.
+    movq = VQModel(
+        block_out_channels=[32, 32, 32, 32],
+        down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
+        in_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        norm_type="spatial",
+        num_vq_embeddings=12,
+        out_channels=3,
+        up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
+        vq_embed_dim=4,
+    )
+    scheduler = DDPMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        steps_offset=1,
+        beta_schedule="squaredcos_cap_v2",
+        clip_sample=True,
+        thresholding=False,
+    )
+    return Kandinsky3Pipeline(
+        unet=unet, scheduler=scheduler, movq=movq, text_encoder=_t5_encoder(), tokenizer=_t5_tokenizer()
+    )
+
+
 _BUILDERS = {
     "qwen-image": _qwen_image,
     "flux2-klein": _flux2_klein,
@@ -407,6 +592,9 @@ _BUILDERS = {
     "z-image": _z_image,
     "sana": _sana,
     "lumina2": _lumina2,
+    "aura-flow": _aura_flow,
+    "cogview4": _cogview4,
+    "kandinsky3": _kandinsky3,
 }
 
 

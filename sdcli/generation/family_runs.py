@@ -153,7 +153,9 @@ def record_fields(family: Family) -> dict[str, Any]:
 
 
 def output_type(family: Family) -> str:
-    return "latent" if family.own_decode else "pt"
+    """A pipeline that decodes itself is asked for "np": every pipeline's "np" is HWC in [0, 1] (the floats
+    its "pil" rounds), while "pt" is not uniform: Kandinsky 3 returns its MoVQ's raw [-1, 1] output."""
+    return "latent" if family.own_decode else "np"
 
 
 def vae_latents(family: Family, pipe: Any, latents: Any, width: int, height: int) -> Any:
@@ -186,20 +188,23 @@ def actual_size(decoded: Any, width: int, height: int) -> tuple[dict[str, int], 
 
 
 def checked_images(images: Any) -> Any:
-    """Images a pipeline decoded itself (BCHW in [0, 1], `output_type="pt"`) -> `decoding.Decoded`.
+    """Images a pipeline decoded itself (`output_type="np"`: BHWC in [0, 1]; a BCHW tensor is read as
+    `"pt"`'s layout) -> `decoding.Decoded`.
 
     Their VAE ran inside the pipeline, so a NaN cannot be retried in fp32 without denoising again: it is
     refused with the same error and exit code as sdcli's own decode."""
+    import numpy as np
     import torch
 
     from sdcli.generation import decoding
 
-    if not isinstance(images, torch.Tensor):
-        images = torch.stack([torch.as_tensor(i) for i in images])
-    if not bool(torch.isfinite(images).all()):
+    if isinstance(images, torch.Tensor):
+        images = images.float().permute(0, 2, 3, 1).cpu().numpy()
+    pixels = np.stack([np.asarray(i, dtype=np.float32) for i in images])
+    if not bool(np.isfinite(pixels).all()):
         raise CheckFailed(
             "the pipeline decoded NaN/Inf values",
             hint="run with --dtype fp32; if that fails too the model weights are broken",
         )
-    pixels = images.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    pixels = pixels.clip(0, 1)
     return decoding.Decoded(pixels=list(pixels), flagged=[False] * len(pixels), vae_upcast=False)
