@@ -22,6 +22,7 @@ PIPELINES = {
     "aura-flow": "AuraFlowPipeline",
     "cogview4": "CogView4Pipeline",
     "kandinsky3": "Kandinsky3Pipeline",
+    "hunyuan-image": "HunyuanImagePipeline",
 }
 # Kandinsky 3 rounds every size up to a multiple of 64 px.
 SIZES = {"kandinsky3": 64}
@@ -71,6 +72,7 @@ CFG = {
     "aura-flow": ("guidance_scale", 3.5),
     "cogview4": ("guidance_scale", 5.0),
     "kandinsky3": ("guidance_scale", 3.0),
+    "hunyuan-image": ("guider", 3.5),  # its `guider` component's guidance_scale: __call__ takes none
 }
 
 
@@ -88,7 +90,7 @@ def test_guidance_and_negative_reach_the_pipelines_cfg(cli, new_family_model: tu
         assert f"{PIPELINES[name]} has no negative_prompt parameter" in negative.stderr
         return
     assert negative.exit_code == 0, negative.stderr
-    kwargs = {parameter: 6.0, "negative_prompt": "a dog"}
+    kwargs = {"guider_scale" if parameter == "guider" else parameter: 6.0, "negative_prompt": "a dog"}
     got = pixels("n.png").astype(int)
     assert np.array_equal(got, plain(name, folder, 5, **kwargs))
     assert not np.array_equal(got, pixels("plain.png").astype(int))  # the negative did something
@@ -104,3 +106,29 @@ def test_a_pipeline_with_no_native_size_gets_the_1024_diffusers_falls_back_to() 
 
     pipe = SimpleNamespace(transformer=SimpleNamespace(config=SimpleNamespace()), vae_scale_factor=8)
     assert engine.native_size(pipe) == (1024, 1024)
+
+
+def test_guidance_on_a_guider_is_put_back_after_the_call() -> None:
+    """A loaded pipeline outlives the request: a warm worker's next run must find the model's own scale."""
+    from diffusers import AdaptiveProjectedMixGuidance
+
+    from sdcli.generation import family_runs
+    from sdcli.model.families import GENERIC
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.guider = AdaptiveProjectedMixGuidance()
+            self.seen = 0.0
+
+        @property
+        def components(self) -> dict[str, object]:
+            return {"guider": self.guider, "vae": None}
+
+        def __call__(self, prompt: str) -> None:
+            self.seen = self.guider.guidance_scale
+
+    pipe = Pipe()
+    original = pipe.guider
+    with family_runs.guided(GENERIC, pipe, 6.0):
+        pipe("a cat")
+    assert pipe.seen == 6.0 and pipe.guider is original and original.guidance_scale == 3.5

@@ -23,6 +23,7 @@ NEW_FAMILIES = (
     "aura-flow",
     "cogview4",
     "kandinsky3",
+    "hunyuan-image",
 )
 
 # Qwen's chat markers, which the pipelines' prompt templates spell out and expect as single tokens.
@@ -585,6 +586,205 @@ def _kandinsky3(spec: TinySpec) -> Any:
     )
 
 
+_LLAMA_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>")
+
+
+def llama_tokenizer() -> Any:
+    """A Llama 3 tokenizer over the 256 byte-level symbols plus its bos/eos (258 ids); HiDream pads with
+    the eos, as Llama 3 has no pad token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    for symbol in _LLAMA_SPECIALS:
+        vocab[symbol] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", 256)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|end_of_text|>",
+        pad_token="<|end_of_text|>",
+        model_max_length=1024,
+    )
+
+
+def _long_clip() -> Any:
+    """A CLIP text encoder with room for the 128 tokens HiDream pads its prompts to (its real CLIPs have
+    248 positions)."""
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        projection_dim=32,
+        vocab_size=1000,
+        max_position_embeddings=128,
+        hidden_act="gelu",
+    )
+    return CLIPTextModelWithProjection(config)
+
+
+def _hidream(spec: TinySpec) -> Any:
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        HiDreamImagePipeline,
+        HiDreamImageTransformer2DModel,
+    )
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sdcli.diagnostics.tiny import _tokenizer
+    from sdcli.diagnostics.tiny_families import T5_WIDTH, _flow_vae, _t5_encoder, _t5_tokenizer
+
+    transformer = HiDreamImageTransformer2DModel(
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_channels=[T5_WIDTH, 16],
+        text_emb_dim=64,  # the two CLIPs' pooled outputs, 32 each
+        num_routed_experts=4,
+        num_activated_experts=2,
+        axes_dims_rope=(4, 2, 2),
+        max_resolution=(128, 128),
+        llama_layers=(0, 1),
+    )
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            vocab_size=256 + len(_LLAMA_SPECIALS),
+            bos_token_id=256,
+            eos_token_id=257,
+            pad_token_id=257,
+            max_position_embeddings=1024,
+        )
+    )
+    return HiDreamImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=_flow_vae(4),
+        text_encoder=_long_clip(),
+        tokenizer=_tokenizer(),
+        text_encoder_2=_long_clip(),
+        tokenizer_2=_tokenizer(),
+        text_encoder_3=_t5_encoder(),
+        tokenizer_3=_t5_tokenizer(),
+        text_encoder_4=llama,
+        tokenizer_4=llama_tokenizer(),
+        transformer=transformer,
+    )
+
+
+def _hunyuan_image(spec: TinySpec) -> Any:
+    from diffusers import (
+        AdaptiveProjectedMixGuidance,
+        AutoencoderKLHunyuanImage,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanImagePipeline,
+        HunyuanImageTransformer2DModel,
+    )
+    from transformers import (
+        ByT5Tokenizer,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        T5Config,
+        T5EncoderModel,
+    )
+
+    transformer = HunyuanImageTransformer2DModel(
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=4,
+        attention_head_dim=8,
+        num_layers=1,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        patch_size=(1, 1),
+        guidance_embeds=False,
+        text_embed_dim=32,
+        text_embed_2_dim=32,
+        rope_axes_dim=(4, 4),
+    )
+    vae = AutoencoderKLHunyuanImage(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(32, 64, 64, 64),
+        layers_per_block=1,
+        scaling_factor=0.476986,
+        spatial_compression_ratio=8,
+        sample_size=128,
+    )
+    vocab = _qwen_vocab_size()
+    text_encoder = Qwen2_5_VLForConditionalGeneration(
+        Qwen2_5_VLConfig(
+            text_config={
+                "hidden_size": 32,
+                "intermediate_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 2,
+                "rope_scaling": {"mrope_section": [2, 2, 4], "rope_type": "default", "type": "default"},
+                "rope_theta": 1000000.0,
+                "vocab_size": vocab,
+            },
+            vision_config={
+                "depth": 2,
+                "hidden_size": 32,
+                "intermediate_size": 32,
+                "num_heads": 2,
+                "out_hidden_size": 32,
+            },
+            vision_start_token_id=vocab - 3,
+            vision_end_token_id=vocab - 2,
+            image_token_id=vocab - 1,
+            video_token_id=vocab - 1,
+        )
+    )
+    # ByT5 needs no vocabulary file: its ids are the bytes themselves.
+    byt5 = T5EncoderModel(
+        T5Config(
+            d_model=32,
+            d_kv=4,
+            d_ff=16,
+            num_layers=2,
+            num_heads=2,
+            relative_attention_num_buckets=8,
+            relative_attention_max_distance=32,
+            vocab_size=256 + 3,
+            feed_forward_proj="gated-gelu",
+            is_encoder_decoder=False,
+            use_cache=False,
+        )
+    )
+    return HunyuanImagePipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder=text_encoder,
+        tokenizer=qwen_tokenizer(),
+        text_encoder_2=byt5,
+        tokenizer_2=ByT5Tokenizer(),
+        guider=AdaptiveProjectedMixGuidance(adaptive_projected_guidance_start_step=2),
+        ocr_guider=AdaptiveProjectedMixGuidance(adaptive_projected_guidance_start_step=3),
+    )
+
+
 _BUILDERS = {
     "qwen-image": _qwen_image,
     "flux2-klein": _flux2_klein,
@@ -595,6 +795,8 @@ _BUILDERS = {
     "aura-flow": _aura_flow,
     "cogview4": _cogview4,
     "kandinsky3": _kandinsky3,
+    "hidream": _hidream,
+    "hunyuan-image": _hunyuan_image,
 }
 
 

@@ -18,6 +18,8 @@ Only the standard library at import time; torch comes in inside functions.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -47,6 +49,8 @@ def with_defaults(family: Family, pipe: Any, request: Any) -> Any:
         guidance = family.guidance_default
         if guidance is None:
             guidance = _call_default(pipe, cfg_parameter(family, pipe))
+        if guidance is None and (found := guiders(family, pipe)):
+            guidance = getattr(next(iter(found.values())), "guidance_scale", None)
         if isinstance(guidance, (int, float)) and guidance >= 0:
             changes["guidance"] = float(guidance)
     return replace(request, **changes) if changes else request
@@ -64,6 +68,39 @@ def cfg_parameter(family: Family, pipe: Any) -> str:
         if "true_cfg_scale" in parameters and (guidance is None or guidance.default is None):
             return "true_cfg_scale"
     return "guidance_scale"
+
+
+def guiders(family: Family, pipe: Any) -> dict[str, Any]:
+    """The guider components (diffusers' guiders API) that hold the CFG of a pipeline whose `__call__`
+    takes no guidance_scale, HunyuanImage's `guider` and `ocr_guider`, by component name, `guider` first;
+    empty for any other pipeline."""
+    if family is not GENERIC or "guidance_scale" in call_parameters(pipe):
+        return {}
+    components = getattr(pipe, "components", None)
+    if not isinstance(components, dict):
+        return {}
+    found = {
+        name: component
+        for name, component in components.items()
+        if callable(getattr(component, "new", None))
+        and isinstance(getattr(component, "guidance_scale", None), float)
+    }
+    return dict(sorted(found.items(), key=lambda item: item[0] != "guider"))
+
+
+@contextmanager
+def guided(family: Family, pipe: Any, guidance: float) -> Iterator[None]:
+    """--guidance on the pipeline's guiders for one call, as a plain script's `pipe.guider =
+    pipe.guider.new(guidance_scale=...)` does; put back afterwards, since a loaded pipeline outlives the
+    request (a warm worker's next one would otherwise record this scale as the model's default)."""
+    found = guiders(family, pipe)
+    for name, guider in found.items():
+        setattr(pipe, name, guider.new(guidance_scale=guidance))
+    try:
+        yield
+    finally:
+        for name, guider in found.items():
+            setattr(pipe, name, guider)
 
 
 def check_request(family: Family, pipe: Any, request: Any, width: int, height: int) -> None:
