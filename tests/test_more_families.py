@@ -23,6 +23,7 @@ PIPELINES = {
     "cogview4": "CogView4Pipeline",
     "kandinsky3": "Kandinsky3Pipeline",
     "hunyuan-image": "HunyuanImagePipeline",
+    "flux2": "Flux2Pipeline",
 }
 # Kandinsky 3 rounds every size up to a multiple of 64 px.
 SIZES = {"kandinsky3": 64}
@@ -73,6 +74,7 @@ CFG = {
     "cogview4": ("guidance_scale", 5.0),
     "kandinsky3": ("guidance_scale", 3.0),
     "hunyuan-image": ("guider", 3.5),  # its `guider` component's guidance_scale: __call__ takes none
+    "flux2": (None, 4.0),  # FLUX.2 dev's guidance is distilled into the transformer
 }
 
 
@@ -88,6 +90,9 @@ def test_guidance_and_negative_reach_the_pipelines_cfg(cli, new_family_model: tu
     if parameter is None:
         assert negative.exit_code == 2
         assert f"{PIPELINES[name]} has no negative_prompt parameter" in negative.stderr
+        guided = cli("generate", "a cat", "-m", folder, *run(name), "--seed", "5", "-g", "6", "-o", "g.png")
+        assert guided.exit_code == 0, guided.stderr
+        assert np.array_equal(pixels("g.png").astype(int), plain(name, folder, 5, guidance_scale=6.0))
         return
     assert negative.exit_code == 0, negative.stderr
     kwargs = {"guider_scale" if parameter == "guider" else parameter: 6.0, "negative_prompt": "a dog"}

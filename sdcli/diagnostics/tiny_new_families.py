@@ -24,6 +24,7 @@ NEW_FAMILIES = (
     "cogview4",
     "kandinsky3",
     "hunyuan-image",
+    "flux2",
 )
 
 # Qwen's chat markers, which the pipelines' prompt templates spell out and expect as single tokens.
@@ -785,6 +786,133 @@ def _hunyuan_image(spec: TinySpec) -> Any:
     )
 
 
+# Mistral's ids as the Pixtral processor uses them: image token 1, then bos/eos/pad, then chat markers.
+_MISTRAL_SPECIALS = (
+    "<unk>",
+    "[IMG]",
+    "<s>",
+    "</s>",
+    "<pad>",
+    "[IMG_BREAK]",
+    "[IMG_END]",
+    "[INST]",
+    "[/INST]",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
+)
+# Mistral Small 3.1's template cut to what Flux2Pipeline sends: a system message and text (or image) turns.
+_MISTRAL_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'system' %}[SYSTEM_PROMPT]{{ m['content'][0]['text'] }}[/SYSTEM_PROMPT]"
+    "{% else %}[INST]{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}"
+    "{% else %}[IMG]{% endif %}{% endfor %}[/INST]{% endif %}{% endfor %}"
+)
+
+
+def mistral_tokenizer() -> Any:
+    """A byte-level Mistral tokenizer with Mistral Small 3.1's chat markers, standing in for the Pixtral
+    processor FLUX.2 dev ships as its `tokenizer`: transformers' PixtralProcessor requires torchvision,
+    which this environment lacks (so a real FLUX.2 dev does not load here even in plain diffusers). For
+    text-to-image Flux2Pipeline only calls `apply_chat_template`, which the tokenizer has too."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {symbol: i for i, symbol in enumerate(_MISTRAL_SPECIALS)}
+    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[symbol] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_max_length=1024,
+    )
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": [_MISTRAL_SPECIALS[1], *_MISTRAL_SPECIALS[5:]]}
+    )
+    tokenizer.chat_template = _MISTRAL_CHAT_TEMPLATE
+    return tokenizer
+
+
+def _flux2(spec: TinySpec) -> Any:
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2Pipeline,
+        Flux2Transformer2DModel,
+    )
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    # FLUX.2 dev stacks the text encoder's hidden states 10, 20 and 30 by default: 30 layers let a plain
+    # `pipe(prompt)` run with that default.
+    transformer = Flux2Transformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=48,  # three stacked layers of 16
+        timestep_guidance_channels=256,
+        axes_dims_rope=[4, 4, 4, 4],
+    )
+    config = Mistral3Config(
+        text_config={
+            "model_type": "mistral",
+            "vocab_size": len(_MISTRAL_SPECIALS) + 256,
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "max_position_embeddings": 1024,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 30,
+            "num_key_value_heads": 2,
+            "head_dim": 8,
+            "rms_norm_eps": 1e-05,
+            "rope_theta": 1000000000.0,
+            "sliding_window": None,
+            "bos_token_id": 2,
+            "eos_token_id": 3,
+            "pad_token_id": 4,
+        },
+        vision_config={
+            "model_type": "pixtral",
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+            "intermediate_size": 37,
+            "image_size": 30,
+            "patch_size": 6,
+            "num_channels": 3,
+        },
+        vision_feature_layer=-1,
+        image_token_index=1,
+    )
+    vae = AutoencoderKLFlux2(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=1,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+    return Flux2Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=Mistral3ForConditionalGeneration(config),
+        tokenizer=mistral_tokenizer(),
+        transformer=transformer,
+        vae=vae,
+    )
+
+
 _BUILDERS = {
     "qwen-image": _qwen_image,
     "flux2-klein": _flux2_klein,
@@ -797,6 +925,7 @@ _BUILDERS = {
     "kandinsky3": _kandinsky3,
     "hidream": _hidream,
     "hunyuan-image": _hunyuan_image,
+    "flux2": _flux2,
 }
 
 
