@@ -24,6 +24,7 @@ PIPELINES = {
     "kandinsky3": "Kandinsky3Pipeline",
     "hunyuan-image": "HunyuanImagePipeline",
     "flux2": "Flux2Pipeline",
+    "ovis-image": "OvisImagePipeline",
 }
 # Kandinsky 3 rounds every size up to a multiple of 64 px.
 SIZES = {"kandinsky3": 64}
@@ -75,6 +76,7 @@ CFG = {
     "kandinsky3": ("guidance_scale", 3.0),
     "hunyuan-image": ("guider", 3.5),  # its `guider` component's guidance_scale: __call__ takes none
     "flux2": (None, 4.0),  # FLUX.2 dev's guidance is distilled into the transformer
+    "ovis-image": ("guidance_scale", 5.0),
 }
 
 

@@ -25,6 +25,7 @@ NEW_FAMILIES = (
     "kandinsky3",
     "hunyuan-image",
     "flux2",
+    "ovis-image",
 )
 
 # Qwen's chat markers, which the pipelines' prompt templates spell out and expect as single tokens.
@@ -913,6 +914,60 @@ def _flux2(spec: TinySpec) -> Any:
     )
 
 
+def _ovis_image(spec: TinySpec) -> Any:
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        OvisImagePipeline,
+        OvisImageTransformer2DModel,
+    )
+    from transformers import Qwen3Config, Qwen3Model
+
+    transformer = OvisImageTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        axes_dims_rope=(4, 4, 8),
+    )
+    vae = AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=1,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    text_encoder = Qwen3Model(
+        Qwen3Config(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            vocab_size=_qwen_vocab_size(),
+            max_position_embeddings=1024,
+        )
+    )
+    return OvisImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=qwen_tokenizer(),
+        transformer=transformer,
+    )
+
+
 _BUILDERS = {
     "qwen-image": _qwen_image,
     "flux2-klein": _flux2_klein,
@@ -926,6 +981,7 @@ _BUILDERS = {
     "hidream": _hidream,
     "hunyuan-image": _hunyuan_image,
     "flux2": _flux2,
+    "ovis-image": _ovis_image,
 }
 
 
