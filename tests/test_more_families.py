@@ -1,6 +1,7 @@
-"""The families diffusers runs that sdcli has no special path for (Qwen-Image, FLUX.2 klein, Chroma,
-Z-Image, Sana, Lumina2): each tiny pipeline, run through the CLI, makes the pixels a plain diffusers
-script makes, records what it ran, and remakes itself from its PNG."""
+"""The families diffusers runs that sdcli has no special path for (Qwen-Image, FLUX.2 klein and dev,
+Chroma, Z-Image, Sana, Lumina2, AuraFlow, CogView4, Kandinsky 3, HunyuanImage 2.1, Ovis-Image): each tiny
+pipeline, run through the CLI, makes the pixels a plain diffusers script makes, records what it ran, and
+remakes itself from its PNG."""
 
 from __future__ import annotations
 

@@ -3,8 +3,9 @@ Chroma, Z-Image, ...), built in memory with no download, so the tests can prove 
 as a plain diffusers script does.
 
 The component configs follow diffusers' own `get_dummy_components` for each pipeline; the tokenizers those
-tests fetch from the Hub are built here instead: a byte-level BPE with no merges stands in for Qwen's (every
-prompt tokenizes, one token per byte) and the unigram T5 one of `tiny_families` for T5's.
+tests fetch from the Hub are built here instead: a byte-level BPE with no merges stands in for Qwen's,
+Gemma's, GLM-4's, Llama 3's and Mistral's (every prompt tokenizes, one token per byte, with each one's own
+markers), and the unigram T5 one of `tiny_families` for T5's; ByT5's needs no vocabulary.
 """
 
 from __future__ import annotations
