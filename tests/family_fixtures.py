@@ -25,14 +25,20 @@ def save_family(root: Path, family: str) -> Path:
     return folder
 
 
-def plain_diffusers(folder: Path, prompt: str, seed: int, **kwargs: object):
-    """What a user's own script makes: the pipeline as diffusers loads it, a CPU generator, PIL output."""
+def plain_diffusers(
+    folder: Path, prompt: str, seed: int, guider_scale: float | None = None, **kwargs: object
+):
+    """What a user's own script makes: the pipeline as diffusers loads it, a CPU generator, PIL output.
+    `guider_scale`: the CFG of a pipeline that keeps it in its `guider` component (HunyuanImage), set as
+    diffusers documents it."""
     import numpy as np
     import torch
     from diffusers import DiffusionPipeline
 
     pipe = DiffusionPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
+    if guider_scale is not None:
+        pipe.guider = pipe.guider.new(guidance_scale=guider_scale)
     # By name: Flux2KleinPipeline's first parameter is `image`, not `prompt`.
     image = pipe(prompt=prompt, generator=torch.Generator("cpu").manual_seed(seed), **kwargs).images[0]
     return np.asarray(image.convert("RGB")).astype(int)

@@ -159,10 +159,12 @@ def _size(run: _Run) -> tuple[int, int]:
 
 
 def _denoise(run: _Run) -> None:
+    from sdcli.generation import family_runs
+    from sdcli.model.families import of_pipeline
     from sdcli.model.runtime import generators
 
     run.width, run.height = _size(run)
-    output = run.pipe(
+    call = dict(
         prompt=PROMPT,
         num_inference_steps=run.steps,
         guidance_scale=GUIDANCE,
@@ -171,6 +173,11 @@ def _denoise(run: _Run) -> None:
         generator=generators([0])[0],
         output_type="np",
     )
+    # The CFG goes where generate puts it: a pipeline may take it under another name or in its guider
+    # (HunyuanImage's __call__ has no guidance_scale and refuses one).
+    family = of_pipeline(run.pipe)
+    with family_runs.guided(family, run.pipe, GUIDANCE):
+        output = run.pipe(**family_runs.call_arguments(family, run.pipe, call))
     run.pixels = output.images[0]
 
 

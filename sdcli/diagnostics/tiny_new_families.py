@@ -3,8 +3,9 @@ Chroma, Z-Image, ...), built in memory with no download, so the tests can prove 
 as a plain diffusers script does.
 
 The component configs follow diffusers' own `get_dummy_components` for each pipeline; the tokenizers those
-tests fetch from the Hub are built here instead: a byte-level BPE with no merges stands in for Qwen's (every
-prompt tokenizes, one token per byte) and the unigram T5 one of `tiny_families` for T5's.
+tests fetch from the Hub are built here instead: a byte-level BPE with no merges stands in for Qwen's,
+Gemma's, GLM-4's, Llama 3's and Mistral's (every prompt tokenizes, one token per byte, with each one's own
+markers), and the unigram T5 one of `tiny_families` for T5's; ByT5's needs no vocabulary.
 """
 
 from __future__ import annotations
@@ -13,7 +14,20 @@ from typing import Any
 
 from sdcli.diagnostics.tiny import TinySpec
 
-NEW_FAMILIES = ("qwen-image", "flux2-klein", "chroma", "z-image", "sana", "lumina2")
+NEW_FAMILIES = (
+    "qwen-image",
+    "flux2-klein",
+    "chroma",
+    "z-image",
+    "sana",
+    "lumina2",
+    "aura-flow",
+    "cogview4",
+    "kandinsky3",
+    "hunyuan-image",
+    "flux2",
+    "ovis-image",
+)
 
 # Qwen's chat markers, which the pipelines' prompt templates spell out and expect as single tokens.
 _QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
@@ -400,6 +414,561 @@ def _z_image(spec: TinySpec) -> Any:
     )
 
 
+def _aura_flow(spec: TinySpec) -> Any:
+    from diffusers import AuraFlowPipeline, AuraFlowTransformer2DModel, FlowMatchEulerDiscreteScheduler
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from sdcli.diagnostics.tiny_families import T5_WIDTH, _flow_vae, _t5_tokenizer, _t5_vocab
+
+    transformer = AuraFlowTransformer2DModel(
+        sample_size=32,
+        patch_size=2,
+        in_channels=4,
+        num_mmdit_layers=1,
+        num_single_dit_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=T5_WIDTH,
+        out_channels=4,
+        # Room for `info --check`'s 256 px: 128 latents with this 2x VAE, 64 patches a side.
+        pos_embed_max_size=4096,
+    )
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=len(_t5_vocab()),
+            d_model=T5_WIDTH,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
+    )
+    return AuraFlowPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=text_encoder,
+        tokenizer=_t5_tokenizer(),
+        transformer=transformer,
+        vae=_flow_vae(4),
+    )
+
+
+_GLM_SPECIALS = ("<|endoftext|>", "[gMASK]", "<sop>")
+
+
+def glm_tokenizer() -> Any:
+    """A GLM-4 tokenizer over the 256 byte-level symbols plus its pad and the "[gMASK]<sop>" prefix it puts
+    before every text (259 ids): CogView4 encodes an empty negative, and with no prefix it would be no
+    tokens at all."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    for symbol in _GLM_SPECIALS:
+        vocab[symbol] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.TemplateProcessing(
+        single="[gMASK] <sop> $A", special_tokens=[("[gMASK]", 257), ("<sop>", 258)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<|endoftext|>", eos_token="<|endoftext|>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": list(_GLM_SPECIALS[1:])})
+    return tokenizer
+
+
+def _glm(hidden: int, layers: int) -> Any:
+    from transformers import GlmConfig, GlmModel
+
+    config = GlmConfig(
+        hidden_size=hidden,
+        intermediate_size=8,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        head_dim=8,
+        vocab_size=256 + len(_GLM_SPECIALS),
+        pad_token_id=256,
+        eos_token_id=256,
+    )
+    return GlmModel(config)
+
+
+def _cogview4(spec: TinySpec) -> Any:
+    from diffusers import (
+        AutoencoderKL,
+        CogView4Pipeline,
+        CogView4Transformer2DModel,
+        FlowMatchEulerDiscreteScheduler,
+    )
+
+    transformer = CogView4Transformer2DModel(
+        patch_size=2,
+        in_channels=4,
+        num_layers=2,
+        attention_head_dim=4,
+        num_attention_heads=4,
+        out_channels=4,
+        text_embed_dim=32,
+        time_embed_dim=8,
+        condition_dim=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[8, 16],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=128,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        base_shift=0.25,
+        max_shift=0.75,
+        base_image_seq_len=256,
+        use_dynamic_shifting=True,
+        time_shift_type="linear",
+    )
+    return CogView4Pipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=scheduler,
+        text_encoder=_glm(32, 2),
+        tokenizer=glm_tokenizer(),
+    )
+
+
+def _kandinsky3(spec: TinySpec) -> Any:
+    from diffusers import DDPMScheduler, Kandinsky3Pipeline, Kandinsky3UNet, VQModel
+
+    from sdcli.diagnostics.tiny_families import T5_WIDTH, _t5_encoder, _t5_tokenizer
+
+    unet = Kandinsky3UNet(
+        in_channels=4,
+        time_embedding_dim=4,
+        groups=2,
+        attention_head_dim=4,
+        # One layer a block breaks its conditional norms' widths; (32, 64) is diffusers' test layout, 40x
+        # slower.
+        layers_per_block=2,
+        block_out_channels=(16, 32),
+        cross_attention_dim=4,
+        encoder_hid_dim=T5_WIDTH,
+    )
+    # Kandinsky3Pipeline sizes its latents for an 8x MoVQ, rounded up to 64 px, so the tiny one is 8x as
+    # the real one is (the tests run it at 64 px). Its spatial norms group by 32, whatever norm_num_groups
+    # says.
+    movq = VQModel(
+        block_out_channels=[32, 32, 32, 32],
+        down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
+        in_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        norm_type="spatial",
+        num_vq_embeddings=12,
+        out_channels=3,
+        up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
+        vq_embed_dim=4,
+    )
+    scheduler = DDPMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        steps_offset=1,
+        beta_schedule="squaredcos_cap_v2",
+        clip_sample=True,
+        thresholding=False,
+    )
+    return Kandinsky3Pipeline(
+        unet=unet, scheduler=scheduler, movq=movq, text_encoder=_t5_encoder(), tokenizer=_t5_tokenizer()
+    )
+
+
+_LLAMA_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>")
+
+
+def llama_tokenizer() -> Any:
+    """A Llama 3 tokenizer over the 256 byte-level symbols plus its bos/eos (258 ids); HiDream pads with
+    the eos, as Llama 3 has no pad token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    for symbol in _LLAMA_SPECIALS:
+        vocab[symbol] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", 256)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|end_of_text|>",
+        pad_token="<|end_of_text|>",
+        model_max_length=1024,
+    )
+
+
+def _long_clip() -> Any:
+    """A CLIP text encoder with room for the 128 tokens HiDream pads its prompts to (its real CLIPs have
+    248 positions)."""
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        projection_dim=32,
+        vocab_size=1000,
+        max_position_embeddings=128,
+        hidden_act="gelu",
+    )
+    return CLIPTextModelWithProjection(config)
+
+
+def _hidream(spec: TinySpec) -> Any:
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        HiDreamImagePipeline,
+        HiDreamImageTransformer2DModel,
+    )
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sdcli.diagnostics.tiny import _tokenizer
+    from sdcli.diagnostics.tiny_families import T5_WIDTH, _flow_vae, _t5_encoder, _t5_tokenizer
+
+    transformer = HiDreamImageTransformer2DModel(
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_channels=[T5_WIDTH, 16],
+        text_emb_dim=64,  # the two CLIPs' pooled outputs, 32 each
+        num_routed_experts=4,
+        num_activated_experts=2,
+        axes_dims_rope=(4, 2, 2),
+        max_resolution=(128, 128),
+        llama_layers=(0, 1),
+    )
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            vocab_size=256 + len(_LLAMA_SPECIALS),
+            bos_token_id=256,
+            eos_token_id=257,
+            pad_token_id=257,
+            max_position_embeddings=1024,
+        )
+    )
+    return HiDreamImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=_flow_vae(4),
+        text_encoder=_long_clip(),
+        tokenizer=_tokenizer(),
+        text_encoder_2=_long_clip(),
+        tokenizer_2=_tokenizer(),
+        text_encoder_3=_t5_encoder(),
+        tokenizer_3=_t5_tokenizer(),
+        text_encoder_4=llama,
+        tokenizer_4=llama_tokenizer(),
+        transformer=transformer,
+    )
+
+
+def _hunyuan_image(spec: TinySpec) -> Any:
+    from diffusers import (
+        AdaptiveProjectedMixGuidance,
+        AutoencoderKLHunyuanImage,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanImagePipeline,
+        HunyuanImageTransformer2DModel,
+    )
+    from transformers import (
+        ByT5Tokenizer,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        T5Config,
+        T5EncoderModel,
+    )
+
+    transformer = HunyuanImageTransformer2DModel(
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=4,
+        attention_head_dim=8,
+        num_layers=1,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        patch_size=(1, 1),
+        guidance_embeds=False,
+        text_embed_dim=32,
+        text_embed_2_dim=32,
+        rope_axes_dim=(4, 4),
+    )
+    vae = AutoencoderKLHunyuanImage(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(32, 64, 64, 64),
+        layers_per_block=1,
+        scaling_factor=0.476986,
+        spatial_compression_ratio=8,
+        sample_size=128,
+    )
+    vocab = _qwen_vocab_size()
+    text_encoder = Qwen2_5_VLForConditionalGeneration(
+        Qwen2_5_VLConfig(
+            text_config={
+                "hidden_size": 32,
+                "intermediate_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 2,
+                "rope_scaling": {"mrope_section": [2, 2, 4], "rope_type": "default", "type": "default"},
+                "rope_theta": 1000000.0,
+                "vocab_size": vocab,
+            },
+            vision_config={
+                "depth": 2,
+                "hidden_size": 32,
+                "intermediate_size": 32,
+                "num_heads": 2,
+                "out_hidden_size": 32,
+            },
+            vision_start_token_id=vocab - 3,
+            vision_end_token_id=vocab - 2,
+            image_token_id=vocab - 1,
+            video_token_id=vocab - 1,
+        )
+    )
+    # ByT5 needs no vocabulary file: its ids are the bytes themselves.
+    byt5 = T5EncoderModel(
+        T5Config(
+            d_model=32,
+            d_kv=4,
+            d_ff=16,
+            num_layers=2,
+            num_heads=2,
+            relative_attention_num_buckets=8,
+            relative_attention_max_distance=32,
+            vocab_size=256 + 3,
+            feed_forward_proj="gated-gelu",
+            is_encoder_decoder=False,
+            use_cache=False,
+        )
+    )
+    return HunyuanImagePipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder=text_encoder,
+        tokenizer=qwen_tokenizer(),
+        text_encoder_2=byt5,
+        tokenizer_2=ByT5Tokenizer(),
+        guider=AdaptiveProjectedMixGuidance(adaptive_projected_guidance_start_step=2),
+        ocr_guider=AdaptiveProjectedMixGuidance(adaptive_projected_guidance_start_step=3),
+    )
+
+
+# Mistral's ids as the Pixtral processor uses them: image token 1, then bos/eos/pad, then chat markers.
+_MISTRAL_SPECIALS = (
+    "<unk>",
+    "[IMG]",
+    "<s>",
+    "</s>",
+    "<pad>",
+    "[IMG_BREAK]",
+    "[IMG_END]",
+    "[INST]",
+    "[/INST]",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
+)
+# Mistral Small 3.1's template cut to what Flux2Pipeline sends: a system message and text (or image) turns.
+_MISTRAL_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'system' %}[SYSTEM_PROMPT]{{ m['content'][0]['text'] }}[/SYSTEM_PROMPT]"
+    "{% else %}[INST]{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}"
+    "{% else %}[IMG]{% endif %}{% endfor %}[/INST]{% endif %}{% endfor %}"
+)
+
+
+def mistral_tokenizer() -> Any:
+    """A byte-level Mistral tokenizer with Mistral Small 3.1's chat markers, standing in for the Pixtral
+    processor FLUX.2 dev ships as its `tokenizer`: transformers' PixtralProcessor requires torchvision,
+    which this environment lacks (so a real FLUX.2 dev does not load here even in plain diffusers). For
+    text-to-image Flux2Pipeline only calls `apply_chat_template`, which the tokenizer has too."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {symbol: i for i, symbol in enumerate(_MISTRAL_SPECIALS)}
+    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[symbol] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_max_length=1024,
+    )
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": [_MISTRAL_SPECIALS[1], *_MISTRAL_SPECIALS[5:]]}
+    )
+    tokenizer.chat_template = _MISTRAL_CHAT_TEMPLATE
+    return tokenizer
+
+
+def _flux2(spec: TinySpec) -> Any:
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2Pipeline,
+        Flux2Transformer2DModel,
+    )
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    # FLUX.2 dev stacks the text encoder's hidden states 10, 20 and 30 by default: 30 layers let a plain
+    # `pipe(prompt)` run with that default.
+    transformer = Flux2Transformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=48,  # three stacked layers of 16
+        timestep_guidance_channels=256,
+        axes_dims_rope=[4, 4, 4, 4],
+    )
+    config = Mistral3Config(
+        text_config={
+            "model_type": "mistral",
+            "vocab_size": len(_MISTRAL_SPECIALS) + 256,
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "max_position_embeddings": 1024,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 30,
+            "num_key_value_heads": 2,
+            "head_dim": 8,
+            "rms_norm_eps": 1e-05,
+            "rope_theta": 1000000000.0,
+            "sliding_window": None,
+            "bos_token_id": 2,
+            "eos_token_id": 3,
+            "pad_token_id": 4,
+        },
+        vision_config={
+            "model_type": "pixtral",
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+            "intermediate_size": 37,
+            "image_size": 30,
+            "patch_size": 6,
+            "num_channels": 3,
+        },
+        vision_feature_layer=-1,
+        image_token_index=1,
+    )
+    vae = AutoencoderKLFlux2(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=1,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+    return Flux2Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=Mistral3ForConditionalGeneration(config),
+        tokenizer=mistral_tokenizer(),
+        transformer=transformer,
+        vae=vae,
+    )
+
+
+def _ovis_image(spec: TinySpec) -> Any:
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        OvisImagePipeline,
+        OvisImageTransformer2DModel,
+    )
+    from transformers import Qwen3Config, Qwen3Model
+
+    transformer = OvisImageTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        axes_dims_rope=(4, 4, 8),
+    )
+    vae = AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=1,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    text_encoder = Qwen3Model(
+        Qwen3Config(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            vocab_size=_qwen_vocab_size(),
+            max_position_embeddings=1024,
+        )
+    )
+    return OvisImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=qwen_tokenizer(),
+        transformer=transformer,
+    )
+
+
 _BUILDERS = {
     "qwen-image": _qwen_image,
     "flux2-klein": _flux2_klein,
@@ -407,6 +976,13 @@ _BUILDERS = {
     "z-image": _z_image,
     "sana": _sana,
     "lumina2": _lumina2,
+    "aura-flow": _aura_flow,
+    "cogview4": _cogview4,
+    "kandinsky3": _kandinsky3,
+    "hidream": _hidream,
+    "hunyuan-image": _hunyuan_image,
+    "flux2": _flux2,
+    "ovis-image": _ovis_image,
 }
 
 

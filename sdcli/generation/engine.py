@@ -348,7 +348,8 @@ def generate(
             else family_runs.prompt_texts(family, request, len(chunk))
         )
         arguments = {**call, **texts, "generator": generators(chunk, noise_device)}
-        latents, notes = _denoise(model, family_runs.call_arguments(family, pipe, arguments), run)
+        with family_runs.guided(family, pipe, request.guidance):
+            latents, notes = _denoise(model, family_runs.call_arguments(family, pipe, arguments), run)
         decoder = pipe
         if hires is not None and request.hires_scale is not None:
             arguments["generator"] = generators(chunk, noise_device)  # the seed's own noise again

@@ -18,6 +18,8 @@ Only the standard library at import time; torch comes in inside functions.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -47,6 +49,8 @@ def with_defaults(family: Family, pipe: Any, request: Any) -> Any:
         guidance = family.guidance_default
         if guidance is None:
             guidance = _call_default(pipe, cfg_parameter(family, pipe))
+        if guidance is None and (found := guiders(family, pipe)):
+            guidance = getattr(next(iter(found.values())), "guidance_scale", None)
         if isinstance(guidance, (int, float)) and guidance >= 0:
             changes["guidance"] = float(guidance)
     return replace(request, **changes) if changes else request
@@ -64,6 +68,39 @@ def cfg_parameter(family: Family, pipe: Any) -> str:
         if "true_cfg_scale" in parameters and (guidance is None or guidance.default is None):
             return "true_cfg_scale"
     return "guidance_scale"
+
+
+def guiders(family: Family, pipe: Any) -> dict[str, Any]:
+    """The guider components (diffusers' guiders API) that hold the CFG of a pipeline whose `__call__`
+    takes no guidance_scale, HunyuanImage's `guider` and `ocr_guider`, by component name, `guider` first;
+    empty for any other pipeline."""
+    if family is not GENERIC or "guidance_scale" in call_parameters(pipe):
+        return {}
+    components = getattr(pipe, "components", None)
+    if not isinstance(components, dict):
+        return {}
+    found = {
+        name: component
+        for name, component in components.items()
+        if callable(getattr(component, "new", None))
+        and isinstance(getattr(component, "guidance_scale", None), float)
+    }
+    return dict(sorted(found.items(), key=lambda item: item[0] != "guider"))
+
+
+@contextmanager
+def guided(family: Family, pipe: Any, guidance: float) -> Iterator[None]:
+    """--guidance on the pipeline's guiders for one call, as a plain script's `pipe.guider =
+    pipe.guider.new(guidance_scale=...)` does; put back afterwards, since a loaded pipeline outlives the
+    request (a warm worker's next one would otherwise record this scale as the model's default)."""
+    found = guiders(family, pipe)
+    for name, guider in found.items():
+        setattr(pipe, name, guider.new(guidance_scale=guidance))
+    try:
+        yield
+    finally:
+        for name, guider in found.items():
+            setattr(pipe, name, guider)
 
 
 def check_request(family: Family, pipe: Any, request: Any, width: int, height: int) -> None:
@@ -153,7 +190,9 @@ def record_fields(family: Family) -> dict[str, Any]:
 
 
 def output_type(family: Family) -> str:
-    return "latent" if family.own_decode else "pt"
+    """A pipeline that decodes itself is asked for "np": every pipeline's "np" is HWC in [0, 1] (the floats
+    its "pil" rounds), while "pt" is not uniform: Kandinsky 3 returns its MoVQ's raw [-1, 1] output."""
+    return "latent" if family.own_decode else "np"
 
 
 def vae_latents(family: Family, pipe: Any, latents: Any, width: int, height: int) -> Any:
@@ -186,20 +225,23 @@ def actual_size(decoded: Any, width: int, height: int) -> tuple[dict[str, int], 
 
 
 def checked_images(images: Any) -> Any:
-    """Images a pipeline decoded itself (BCHW in [0, 1], `output_type="pt"`) -> `decoding.Decoded`.
+    """Images a pipeline decoded itself (`output_type="np"`: BHWC in [0, 1]; a BCHW tensor is read as
+    `"pt"`'s layout) -> `decoding.Decoded`.
 
     Their VAE ran inside the pipeline, so a NaN cannot be retried in fp32 without denoising again: it is
     refused with the same error and exit code as sdcli's own decode."""
+    import numpy as np
     import torch
 
     from sdcli.generation import decoding
 
-    if not isinstance(images, torch.Tensor):
-        images = torch.stack([torch.as_tensor(i) for i in images])
-    if not bool(torch.isfinite(images).all()):
+    if isinstance(images, torch.Tensor):
+        images = images.float().permute(0, 2, 3, 1).cpu().numpy()
+    pixels = np.stack([np.asarray(i, dtype=np.float32) for i in images])
+    if not bool(np.isfinite(pixels).all()):
         raise CheckFailed(
             "the pipeline decoded NaN/Inf values",
             hint="run with --dtype fp32; if that fails too the model weights are broken",
         )
-    pixels = images.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    pixels = pixels.clip(0, 1)
     return decoding.Decoded(pixels=list(pixels), flagged=[False] * len(pixels), vae_upcast=False)
