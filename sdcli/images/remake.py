@@ -178,7 +178,7 @@ def _find_hires_upscaler(changes: dict[str, Any]) -> None:
     found = upscale.find_by_name(str(name))
     if found is None:
         raise UsageError(
-            f"it was made with the hires upscaler {name}, which --from cannot find here",
+            f"it was made with the hires upscaler {str(name)[:120]}, which --from cannot find here",
             hint="pass --hires-upscaler FILE|FOLDER|HUB_ID (or lanczos, or latent) again",
         )
     changes["hires_upscaler"] = found
