@@ -1,5 +1,6 @@
 """Weights files made from the tiny pipelines, once per session: a single-file checkpoint in the original
-(LDM) layout, a config-only folder, LoRAs and textual-inversion embeddings.
+(LDM) layout, a config-only folder, LoRAs and textual-inversion embeddings; and a tiny x4 upscale pipeline,
+which `sdcli upscale` and the hires fix's model upscaler share.
 
 A plugin module registered in tests/conftest.py, like tests/hub_fixtures.py.
 """
@@ -136,3 +137,57 @@ def tiny_embedding(weights_dir: Path) -> Path:
     path = weights_dir / f"{EMBEDDING_TOKEN}.safetensors"
     save_file({"emb_params": torch.randn(1, 32, generator=torch.Generator().manual_seed(3))}, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_x4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight StableDiffusionUpscalePipeline in the x4 upscaler's layout, as diffusers' own tests
+    build it: a UNet taking 4 latent channels and the low-res image's 3, a VAE that upscales by 4."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableDiffusionUpscalePipeline,
+        UNet2DConditionModel,
+    )
+
+    from sdcli.diagnostics.tiny import _text_encoder, _tokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=7,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=4,
+        use_linear_projection=True,
+        num_class_embeds=100,  # the noise level is the class label
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[8, 8, 16],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3,
+        latent_channels=4,
+        norm_num_groups=2,
+        scaling_factor=0.08333,
+    )
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=_text_encoder(32, projection=False),
+        tokenizer=_tokenizer(),
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(),
+        scheduler=DDIMScheduler(prediction_type="v_prediction"),
+        max_noise_level=350,
+    )
+    folder = tmp_path_factory.mktemp("upscalers") / "tiny-x4"
+    pipe.save_pretrained(folder)
+    return folder

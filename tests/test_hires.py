@@ -165,7 +165,7 @@ def test_img2img_from_a_hires_image_takes_no_hires_fix(cli, tiny_sd: Path) -> No
         (["--hires-scale", "2", "--hires-strength", "1.5"], "--hires-strength must be in (0, 1]"),
         (["--hires-scale", "2", "--hires-steps", "-1"], "--hires-steps must be between 0 and"),
         (["--hires-scale", "2", "--hires-steps", "1001"], "--hires-steps must be between 0 and"),
-        (["--hires-scale", "2", "--hires-upscaler", "esrgan"], "--hires-upscaler 'esrgan' is not one of"),
+        (["--hires-scale", "2", "--hires-upscaler", "esrgan"], "'esrgan' is not an upscaler"),
         (["--hires-scale", "3", "-W", "4096", "-H", "512"], "over the 8192 px limit"),
     ],
 )

@@ -62,9 +62,16 @@ def generate(
     if processes.device and model_request.device == "auto":
         model_request = replace(model_request, device=processes.device)
     work = [common.JobSpec(line.request, line=line.line) for line in distributed.spread(lines, processes)]
+    from sdcli.images import upscale
+
+    upscaler = None
     if args.hires_scale is not None:
         check_hires_model(model_request.model)
+        upscaler = upscale.parse_hires_upscaler(args.hires_upscaler)  # a model: found and usable, not loaded
     plan = common.plan_run(args, model_request, work, count=sum(line.request.count for line in lines))
+    if upscaler is not None and upscaler.kind != upscale.LANCZOS:
+        # A warm worker would look for a local upscaler from its own folder, and load it for every request.
+        plan = replace(plan, use_worker=False)
     # 2. Load the model once; 3. write each image as soon as it is decoded.
     sheet = xy_plot.Plot(axes, per_cell=args.count) if axes else None
     common.execute(out, plan, processes=processes, grid=grid, grid_rows=grid_rows, xy=sheet)

@@ -239,7 +239,9 @@ HiresUpscaler = Annotated[
     str,
     typer.Option(
         "--hires-upscaler",
-        help="latent (upscale the latents, nearest) or lanczos (decode, resize the pixels, encode).",
+        help="latent (upscale the latents, nearest), lanczos (decode, resize the pixels, encode), or "
+        "an upscaler model as `sdcli upscale --upscaler` takes: an ESRGAN-family .safetensors/.pth "
+        "(sdcli[upscale]) or a diffusers upscaler folder or Hub id.",
     ),
 ]
 # generate's and img2img's SDXL refiner (A1111's "Refiner", "Refiner switch at")

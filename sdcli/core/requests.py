@@ -26,7 +26,9 @@ MAX_SIZE = 8192  # pixels per side, 16x SD 1.5's own 512: attention memory grows
 
 OFFLOAD_MODES = ("none", "model", "sequential")
 WEIGHTINGS = ("a1111", "none")  # prompt attention syntax: A1111's `(word:1.3)`, or the text as typed
-HIRES_UPSCALERS = ("latent", "lanczos")  # latent: nearest-neighbour on the latents; lanczos: on the pixels
+# latent: nearest-neighbour on the latents; lanczos: on the pixels. Any other value names an upscaler model,
+# which sdcli/images/upscale.py checks (core cannot look at files).
+HIRES_UPSCALERS = ("latent", "lanczos")
 REFINER_SWITCH = 0.8  # A1111's default "Refiner switch at"
 
 
@@ -225,9 +227,9 @@ class GenerationRequest:
         strength = self.hires_strength
         if not math.isfinite(strength) or not 0 < strength <= 1:
             raise UsageError(f"--hires-strength must be in (0, 1], got {strength:g}")
-        if self.hires_upscaler not in HIRES_UPSCALERS:
+        if not self.hires_upscaler.strip():
             raise UsageError(
-                f"--hires-upscaler {self.hires_upscaler!r} is not one of {', '.join(HIRES_UPSCALERS)}"
+                "--hires-upscaler is empty", hint=f"use {', '.join(HIRES_UPSCALERS)} or an upscaler model"
             )
         if width is not None and height is not None:
             final_w, final_h = self.hires_size(width, height)

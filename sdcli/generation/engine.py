@@ -7,12 +7,14 @@ import gc
 import inspect
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sdcli.core.requests import REFINER_SWITCH, GenerationRequest
 from sdcli.errors import OutOfMemory, UsageError, is_allocation_failure, out_of_memory
-from sdcli.generation import decoding, family_runs, prompts
+from sdcli.generation import decoding, family_runs, prompts, upscaling
+from sdcli.generation.upscaling import LoadedUpscaler, ModelOptions
+from sdcli.images import upscale
 from sdcli.model import pipelines, schedulers
 from sdcli.model.families import SD, SDXL, Family, of_pipeline
 from sdcli.model.pipelines import LoadedModel
@@ -168,15 +170,39 @@ def hires_model(model: LoadedModel) -> LoadedModel:
     return pipelines.for_task(model, "img2img")
 
 
-def hires_record(request: GenerationRequest) -> dict[str, Any]:
+def hires_upscaler(model: LoadedModel, request: GenerationRequest) -> LoadedUpscaler | None:
+    """The hires fix's upscaler model (None for latent and Lanczos), on the model's device, once a run."""
+    found = upscale.parse_hires_upscaler(request.hires_upscaler)
+    if found is None or found.kind == upscale.LANCZOS:
+        return None
+    return upscaling.load(found, str(model.device), model.request.dtype)
+
+
+def hires_upscale_options(request: GenerationRequest) -> ModelOptions:
+    """What a diffusers upscaler is asked for in the hires fix: the image's own prompt guides the
+    text-conditioned x4 model, at `sdcli upscale`'s defaults; each image's seed is its own."""
+    return ModelOptions(prompt=request.prompt, negative=request.negative)
+
+
+def hires_record(request: GenerationRequest, upscaler: LoadedUpscaler | None = None) -> dict[str, Any]:
     if request.hires_scale is None:
         return {}  # records without the hires fix stay as they were
-    return {
+    found = upscale.parse_hires_upscaler(request.hires_upscaler)
+    fields: dict[str, Any] = {
         "hires_scale": request.hires_scale,
         "hires_steps": request.hires_steps,
         "hires_strength": request.hires_strength,
-        "hires_upscaler": request.hires_upscaler,
+        # A model by name, never its path: --from looks for it by that name (images/upscale.find_by_name).
+        "hires_upscaler": upscale.LATENT if found is None else found.name,
     }
+    if upscaler is not None:
+        fields["hires_upscaler"] = upscaler.upscaler.name
+        model = upscaling.record(upscaler, hires_upscale_options(request))
+        # The prompt and the seeds are the image's own: not repeated.
+        fields["hires_upscaler_model"] = {
+            key: value for key, value in model.items() if key not in ("prompt", "negative", "seed")
+        }
+    return fields
 
 
 def _hires_pass(
@@ -186,24 +212,29 @@ def _hires_pass(
     size: tuple[int, int],
     arguments: dict[str, Any],
     run: _Run,
+    seeds: list[int],
+    upscaler: LoadedUpscaler | None = None,
 ) -> tuple[Any, tuple[str, ...]]:
-    """A1111's hires fix: upscale the first pass (its latents, or its decoded pixels with Lanczos), then
-    img2img at the final size with the same prompt and a generator from the same seed."""
+    """A1111's hires fix: upscale the first pass (its latents; or its decoded pixels, with Lanczos or an
+    upscaler model, brought to the exact size as `sdcli upscale` does), then img2img at the final size with
+    the same prompt and a generator from the same seed."""
     import torch
 
     final_w, final_h = size
-    if request.hires_upscaler == "latent":
+    if request.hires_upscaler == upscale.LATENT:
         scale = hires.pipe.vae_scale_factor
         image: Any = torch.nn.functional.interpolate(
             latents, size=(final_h // scale, final_w // scale), mode="nearest"
         )
     else:
-        from PIL import Image
-
-        image = [
-            im.resize((final_w, final_h), Image.Resampling.LANCZOS)
-            for im in decoding.decode_pil(hires.pipe, latents)
-        ]
+        options = hires_upscale_options(request)
+        image = []
+        for seed, decoded in zip(seeds, decoding.decode_pil(hires.pipe, latents), strict=True):
+            once = None
+            if upscaler is not None:
+                seeded = replace(options, seed=seed)
+                once = functools.partial(upscaling.upscale_once, upscaler, options=seeded)
+            image.append(upscale.to_size(decoded, size, once)[0])
     steps, strength = request.hires_schedule()
     call = {
         **arguments,
@@ -251,9 +282,11 @@ def generate(
     inputs: dict[str, Any] | None = None,
     on_step: StepCallback | None = None,
     hires: LoadedModel | None = None,
+    upscaler: LoadedUpscaler | None = None,
 ) -> Iterator[GeneratedImage]:
     """Yield each image as soon as its batch is decoded; image i has seed `request.seed + i`.
-    With `request.hires_scale`, `hires` (`hires_model(model)`) runs the second pass."""
+    With `request.hires_scale`, `hires` (`hires_model(model)`) runs the second pass, after `upscaler`
+    (`hires_upscaler(model, request)`) where --hires-upscaler names a model."""
     pipe = model.pipe
     family = of_pipeline(pipe)
     request = family_runs.with_defaults(family, pipe, request)
@@ -264,6 +297,7 @@ def generate(
         check_hires_family(family)
         request.check_hires(width, height)  # the final size, now that the native size is known
         hires = hires or hires_model(model)
+        upscaler = upscaler or hires_upscaler(model, request)
     refiner, switch = model.refiner, request.refiner_switch or REFINER_SWITCH
     denoising = request.refiner_denoising()
     if refiner is not None:
@@ -272,7 +306,7 @@ def generate(
     record = {
         **base_record(model, request, width, height),
         **family_runs.record_fields(family),
-        **hires_record(request),
+        **hires_record(request, upscaler),
         **(refiner_record(model, switch) if refiner is not None else {}),
     }
     if model.request.quantize:  # only when used: SD records stay as they were
@@ -353,7 +387,9 @@ def generate(
         decoder = pipe
         if hires is not None and request.hires_scale is not None:
             arguments["generator"] = generators(chunk, noise_device)  # the seed's own noise again
-            latents, hires_notes = _hires_pass(hires, request, latents, (final_w, final_h), arguments, run)
+            latents, hires_notes = _hires_pass(
+                hires, request, latents, (final_w, final_h), arguments, run, chunk, upscaler
+            )
             notes, decoder = (*notes, *hires_notes), hires.pipe
         if refiner is not None:
             refiner_texts = (

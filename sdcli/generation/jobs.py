@@ -121,6 +121,7 @@ def run(
     from sdcli.images import metadata
 
     hires: LoadedModel | None = None  # the hires fix's img2img pipeline, built once for the whole run
+    upscaler = None  # and its upscaler model, loaded once
     for job in jobs:
         request, inputs = job.request, None
         if job.read_inputs is not None:
@@ -142,8 +143,10 @@ def run(
             request = replace(request, width=inputs.width, height=inputs.height)
         args = inputs.pipeline_args if inputs else None
         if request.hires_scale is not None and hires is None:
-            hires = engine.hires_model(model)
-        for result in engine.generate(model, request, inputs=args, on_step=on_step, hires=hires):
+            hires, upscaler = engine.hires_model(model), engine.hires_upscaler(model, request)
+        for result in engine.generate(
+            model, request, inputs=args, on_step=on_step, hires=hires, upscaler=upscaler
+        ):
             record = {**result.record, **(inputs.record if inputs else {})}
             image = inputs.finish(result.image) if inputs and inputs.finish else result.image
             path: Path | None = job.paths[result.index - request.first_index]

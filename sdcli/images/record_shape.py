@@ -38,7 +38,7 @@ _TEXT = (
 )
 _INTEGER = ("schema", "steps", "seed", "width", "height", "clip_skip", "hires_steps")
 _NUMBER = ("guidance", "strength", "hires_scale", "hires_strength", "refiner_switch")
-_OBJECT = ("versions", "init_image", "scheduler", "upscale")
+_OBJECT = ("versions", "init_image", "scheduler", "upscale", "hires_upscaler_model")
 # What re-making an image may ask for: a file asking for a billion steps or a 10^6-pixel side is not a
 # record but a way to make `--from` run for ever.
 _RANGES = {"steps": (1, 10_000), "width": (8, 16_384), "height": (8, 16_384)}

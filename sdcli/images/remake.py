@@ -9,8 +9,9 @@ from typing import Any
 
 from sdcli.core import ip_adapter_specs
 from sdcli.core.image_args import ImageArgs
+from sdcli.core.requests import HIRES_UPSCALERS
 from sdcli.errors import UsageError
-from sdcli.images import metadata
+from sdcli.images import metadata, upscale
 from sdcli.images.record_shape import is_int, is_number
 
 # ImageArgs field -> sdcli record key. Device and dtype are not taken: they describe the machine, and
@@ -93,6 +94,7 @@ def apply(args: ImageArgs) -> tuple[ImageArgs, list[str]]:
     changes = stored_values(record, args.given)
     if args.strength is None:  # a command without --strength (generate) takes none from the image
         changes.pop("strength", None)
+        _find_hires_upscaler(changes)
     else:  # img2img and inpaint have no hires fix: they take the size it made, not its first pass's
         scale = changes.get("hires_scale")
         for name in HIRES:
@@ -163,6 +165,23 @@ def _ip_adapters(record: dict[str, Any], args: ImageArgs) -> tuple[dict[str, Any
         f"it was made with IP-Adapter {names}, which --from does not reuse (a local file): "
         "pass --ip-adapter FILE --ip-image IMAGE again"
     ]
+
+
+def _find_hires_upscaler(changes: dict[str, Any]) -> None:
+    """An upscaler model the record names (a Hub id, or a local folder's or weights file's own name) is
+    loaded as a Hub id, or looked for in the working folder. One not found is refused: unlike a refiner or a
+    ControlNet, dropping it (or putting Lanczos in its place) would quietly make another image, or one of
+    another size, under the name of a remake."""
+    name = changes.get("hires_upscaler")
+    if name is None or str(name) in HIRES_UPSCALERS or changes.get("hires_scale") is None:
+        return
+    found = upscale.find_by_name(str(name))
+    if found is None:
+        raise UsageError(
+            f"it was made with the hires upscaler {str(name)[:120]}, which --from cannot find here",
+            hint="pass --hires-upscaler FILE|FOLDER|HUB_ID (or lanczos, or latent) again",
+        )
+    changes["hires_upscaler"] = found
 
 
 def _find_refiner(changes: dict[str, Any]) -> list[str]:

@@ -34,8 +34,9 @@ MAX_SIDE = 16_384
 # A model upscales by its own factor; a larger --scale runs it again on its output (A1111 does the same, up
 # to 3 times), and what overshoots is brought to the size with Lanczos.
 MAX_PASSES = 3
+LATENT = "latent"  # the hires fix's own: the latents resized, no upscaler
 _UPSCALER_HINT = (
-    "use lanczos, an ESRGAN-family .safetensors/.pth file, or a diffusers upscaler folder or Hub id"
+    "use {words}, an ESRGAN-family .safetensors/.pth file, or a diffusers upscaler folder or Hub id"
 )
 # Chunks not carried over: rewritten here (sdcli, postprocessing, extras), or read from the pixels' low bits,
 # which resampling destroys (stealth metadata).
@@ -51,47 +52,69 @@ class Upscaler:
     pipeline_class: str | None = None
 
 
-def parse_upscaler(value: str) -> Upscaler:
-    """What `--upscaler` names, checked without importing torch: a local folder must be an upscale pipeline,
-    a weights file needs spandrel installed."""
+def parse_upscaler(value: str, flag: str = "--upscaler", words: tuple[str, ...] = (LANCZOS,)) -> Upscaler:
+    """What `--upscaler` (or `flag`) names, checked without importing torch: a local folder must be an
+    upscale pipeline, a weights file needs spandrel installed. `words`: the names it takes besides models."""
+    hint = _UPSCALER_HINT.format(words=", ".join(words))
     if value.strip().casefold() == LANCZOS:
         return Upscaler(LANCZOS, LANCZOS, LANCZOS)
     path = Path(value).expanduser()
     if path.suffix.lower() in WEIGHT_SUFFIXES:
         if not path.is_file():
-            raise UsageError(f"--upscaler {value}: no such file")
+            raise UsageError(f"{flag} {value}: no such file")
         if importlib.util.find_spec("spandrel") is None:
             raise UsageError(
-                f"--upscaler {path.name}: ESRGAN-family models need spandrel, which is not installed",
+                f"{flag} {path.name}: ESRGAN-family models need spandrel, which is not installed",
                 hint=UPSCALE_HINT,
             )
         return Upscaler("esrgan", str(path), path.stem)
     if path.is_dir():
-        cls = folder_pipeline_class(path)
+        cls = folder_pipeline_class(path, flag)
         return Upscaler("pipeline", str(path), display_name(str(path)), PIPELINES[cls], cls)
     if path.exists():
-        raise UsageError(f"--upscaler {value}: not a .safetensors/.pth file or a folder", hint=_UPSCALER_HINT)
+        raise UsageError(f"{flag} {value}: not a .safetensors/.pth file or a folder", hint=hint)
     # A bare word ("bicubic", "esrgan") is a mistyped upscaler name far more often than a Hub repo.
     if "/" in value and HUB_ID.match(value):
         return Upscaler("pipeline", value, value)
-    raise UsageError(f"--upscaler {value!r} is not an upscaler sdcli knows", hint=_UPSCALER_HINT)
+    raise UsageError(f"{flag} {value!r} is not an upscaler sdcli knows", hint=hint)
 
 
-def folder_pipeline_class(folder: Path) -> str:
+def parse_hires_upscaler(value: str) -> Upscaler | None:
+    """generate's `--hires-upscaler`: latent (None: no upscaler, the latents are resized), or what
+    `sdcli upscale --upscaler` takes."""
+    if value == LATENT:
+        return None
+    return parse_upscaler(value, "--hires-upscaler", (LATENT, LANCZOS))
+
+
+def find_by_name(name: str) -> str | None:
+    """An upscaler a record names (a Hub id, or a local folder's name or weights file's stem), as it can be
+    loaded here: a Hub id as it is, a name from the working folder. None: not found."""
+    # Only below the working folder: a record holds names, and one naming a path elsewhere is not sdcli's.
+    local = not Path(name).is_absolute() and ".." not in Path(name).parts
+    for candidate in (name, *(name + suffix for suffix in WEIGHT_SUFFIXES)) if local else ():
+        if Path(candidate).exists():
+            return f"./{candidate}"
+    if "/" in name and HUB_ID.match(name):
+        return name
+    return None
+
+
+def folder_pipeline_class(folder: Path, flag: str = "--upscaler") -> str:
     try:
         index = selection.read_model_index(folder / selection.MODEL_INDEX)
     except (OSError, ValueError):
         raise UsageError(
-            f"--upscaler {folder.name}: no readable model_index.json, so not a diffusers upscaler folder",
-            hint=_UPSCALER_HINT,
+            f"{flag} {folder.name}: no readable model_index.json, so not a diffusers upscaler folder",
+            hint=_UPSCALER_HINT.format(words=LANCZOS),
         ) from None
-    return check_pipeline_class(str(index.get("_class_name", "")), folder.name)
+    return check_pipeline_class(str(index.get("_class_name", "")), folder.name, flag)
 
 
-def check_pipeline_class(cls: str, name: str) -> str:
+def check_pipeline_class(cls: str, name: str, flag: str = "--upscaler") -> str:
     if cls not in PIPELINES:
         raise UsageError(
-            f"--upscaler {name} is a {cls or 'pipeline of no named class'}, not an upscaler",
+            f"{flag} {name} is a {cls or 'pipeline of no named class'}, not an upscaler",
             hint=f"diffusers' upscalers are {' and '.join(PIPELINES)}",
         )
     return cls
