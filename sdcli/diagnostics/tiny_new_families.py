@@ -40,27 +40,54 @@ _QWEN_CHAT_TEMPLATE = (
 )
 
 
+def _byte_level_tokenizer(
+    cls: Any,
+    *,
+    before: tuple[str, ...] = (),
+    after: tuple[str, ...] = (),
+    prefix: tuple[str, ...] = (),
+    additional: tuple[str, ...] = (),
+    chat_template: str | None = None,
+    **tokens: Any,
+) -> Any:
+    """A `cls` tokenizer over a byte-level BPE with no merges: `before` takes the first ids, then the 256
+    byte symbols, then `after`; `prefix` goes before every text and `additional` become special tokens.
+    `tokens` (bos_token, unk_token, ...) go to `cls`, the unk one to the BPE too, as each model's own does."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    vocab = {symbol: i for i, symbol in enumerate(before)}
+    for symbol in [*sorted(pre_tokenizers.ByteLevel.alphabet()), *after]:
+        vocab[symbol] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=tokens.get("unk_token")))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    if prefix:
+        core.post_processor = processors.TemplateProcessing(
+            single=" ".join([*prefix, "$A"]), special_tokens=[(symbol, vocab[symbol]) for symbol in prefix]
+        )
+    tokenizer = cls(tokenizer_object=core, **tokens)
+    if additional:
+        tokenizer.add_special_tokens({"additional_special_tokens": list(additional)})
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
 def qwen_tokenizer() -> Any:
     """A Qwen2 tokenizer (transformers 5's, the fast one) over the 256 byte-level symbols plus Qwen's chat
     markers (~260 ids)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import Qwen2Tokenizer
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    core.decoder = decoders.ByteLevel()
-    tokenizer = Qwen2Tokenizer(
-        tokenizer_object=core,
+    # The markers stay out of the BPE vocabulary: as added tokens they take the ids after the bytes.
+    return _byte_level_tokenizer(
+        Qwen2Tokenizer,
+        additional=_QWEN_SPECIALS[1:],
+        chat_template=_QWEN_CHAT_TEMPLATE,
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         model_max_length=1024,
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": list(_QWEN_SPECIALS[1:])})
-    tokenizer.chat_template = _QWEN_CHAT_TEMPLATE
-    return tokenizer
 
 
 _GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>")
@@ -68,18 +95,16 @@ _GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>")
 
 def gemma_tokenizer() -> Any:
     """A Gemma tokenizer over the 256 byte-level symbols plus Gemma's pad/eos/bos/unk (260 ids)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import GemmaTokenizer
 
-    vocab = {symbol: i for i, symbol in enumerate(_GEMMA_SPECIALS)}
-    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[symbol] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    core.decoder = decoders.ByteLevel()
-    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
-    return GemmaTokenizer(
-        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
+    return _byte_level_tokenizer(
+        GemmaTokenizer,
+        before=_GEMMA_SPECIALS,
+        prefix=("<bos>",),
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
     )
 
 
@@ -463,23 +488,16 @@ def glm_tokenizer() -> Any:
     """A GLM-4 tokenizer over the 256 byte-level symbols plus its pad and the "[gMASK]<sop>" prefix it puts
     before every text (259 ids): CogView4 encodes an empty negative, and with no prefix it would be no
     tokens at all."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    for symbol in _GLM_SPECIALS:
-        vocab[symbol] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    core.decoder = decoders.ByteLevel()
-    core.post_processor = processors.TemplateProcessing(
-        single="[gMASK] <sop> $A", special_tokens=[("[gMASK]", 257), ("<sop>", 258)]
+    return _byte_level_tokenizer(
+        PreTrainedTokenizerFast,
+        after=_GLM_SPECIALS,
+        prefix=_GLM_SPECIALS[1:],
+        additional=_GLM_SPECIALS[1:],
+        pad_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
     )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<|endoftext|>", eos_token="<|endoftext|>"
-    )
-    tokenizer.add_special_tokens({"additional_special_tokens": list(_GLM_SPECIALS[1:])})
-    return tokenizer
 
 
 def _glm(hidden: int, layers: int) -> Any:
@@ -595,20 +613,12 @@ _LLAMA_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>")
 def llama_tokenizer() -> Any:
     """A Llama 3 tokenizer over the 256 byte-level symbols plus its bos/eos (258 ids); HiDream pads with
     the eos, as Llama 3 has no pad token."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    for symbol in _LLAMA_SPECIALS:
-        vocab[symbol] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    core.decoder = decoders.ByteLevel()
-    core.post_processor = processors.TemplateProcessing(
-        single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", 256)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core,
+    return _byte_level_tokenizer(
+        PreTrainedTokenizerFast,
+        after=_LLAMA_SPECIALS,
+        prefix=_LLAMA_SPECIALS[:1],
         bos_token="<|begin_of_text|>",
         eos_token="<|end_of_text|>",
         pad_token="<|end_of_text|>",
@@ -816,28 +826,19 @@ def mistral_tokenizer() -> Any:
     processor FLUX.2 dev ships as its `tokenizer`: transformers' PixtralProcessor requires torchvision,
     which this environment lacks (so a real FLUX.2 dev does not load here even in plain diffusers). For
     text-to-image Flux2Pipeline only calls `apply_chat_template`, which the tokenizer has too."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {symbol: i for i, symbol in enumerate(_MISTRAL_SPECIALS)}
-    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[symbol] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core,
+    return _byte_level_tokenizer(
+        PreTrainedTokenizerFast,
+        before=_MISTRAL_SPECIALS,
+        additional=(_MISTRAL_SPECIALS[1], *_MISTRAL_SPECIALS[5:]),
+        chat_template=_MISTRAL_CHAT_TEMPLATE,
         bos_token="<s>",
         eos_token="</s>",
         pad_token="<pad>",
         unk_token="<unk>",
         model_max_length=1024,
     )
-    tokenizer.add_special_tokens(
-        {"additional_special_tokens": [_MISTRAL_SPECIALS[1], *_MISTRAL_SPECIALS[5:]]}
-    )
-    tokenizer.chat_template = _MISTRAL_CHAT_TEMPLATE
-    return tokenizer
 
 
 def _flux2(spec: TinySpec) -> Any:
