@@ -11,7 +11,7 @@ from PIL import Image
 
 from sdcli.core.ip_adapter_specs import IPAdapterSpec, parse_all
 from sdcli.errors import UsageError
-from tests.png_helpers import params_and_record, pixels
+from tests.png_helpers import params_and_record, pixels, script_args
 
 WEIGHTS = "ip-adapter_tiny.safetensors"
 EMBED_DIM = 24  # the tiny image encoder's projection width
@@ -95,7 +95,6 @@ def run(cli, model: Path, *extra: object, out: str = "out.png", command: str = "
 
 
 def plain_diffusers(tiny_sd: Path, ip_repo: Path, reference: Path, scale: float) -> np.ndarray:
-    import torch
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(tiny_sd)
@@ -108,11 +107,7 @@ def plain_diffusers(tiny_sd: Path, ip_repo: Path, reference: Path, scale: float)
         pipe(
             "a red boat",
             ip_adapter_image=image,
-            num_inference_steps=2,
-            guidance_scale=7.0,
-            width=64,
-            height=64,
-            generator=torch.Generator("cpu").manual_seed(9),
+            **script_args(steps=2, seed=9),
         ).images[0]
     )
 
@@ -447,7 +442,6 @@ def test_two_adapters_equal_plain_diffusers(
 ) -> None:
     import shutil
 
-    import torch
     from diffusers import StableDiffusionPipeline
 
     root = tmp_path / "repo"
@@ -475,11 +469,7 @@ def test_two_adapters_equal_plain_diffusers(
     expected = pipe(
         "a red boat",
         ip_adapter_image=images,
-        num_inference_steps=2,
-        guidance_scale=7.0,
-        width=64,
-        height=64,
-        generator=torch.Generator("cpu").manual_seed(9),
+        **script_args(steps=2, seed=9),
     ).images[0]
     assert np.array_equal(pixels("out.png"), np.asarray(expected))
 
@@ -494,7 +484,6 @@ def test_scale_zero_is_the_image_without_the_adapter(
 
 
 def test_sdxl_pixels_equal_plain_diffusers(cli, tiny_sdxl: Path, reference: Path, tmp_path: Path) -> None:
-    import torch
     from diffusers import StableDiffusionXLPipeline
 
     from sdcli.generation import prompts
@@ -516,11 +505,7 @@ def test_sdxl_pixels_equal_plain_diffusers(cli, tiny_sdxl: Path, reference: Path
     expected = pipe(
         **texts,
         ip_adapter_image=image,
-        num_inference_steps=2,
-        guidance_scale=7.0,
-        width=size[1],
-        height=size[0],
-        generator=torch.Generator("cpu").manual_seed(9),
+        **script_args(steps=2, seed=9, width=size[1], height=size[0]),
     ).images[0]
     assert np.array_equal(pixels("xl.png"), np.asarray(expected))
     plain = run(cli, tiny_sdxl, out="plain.png")
