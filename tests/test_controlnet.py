@@ -215,20 +215,11 @@ def test_from_warns_when_controlnets_are_not_given_again(
 ) -> None:
     result = run(cli, tiny_sd, "--controlnet", f"{tiny_controlnet}:{control_image}:0.5", out="a.png")
     assert result.exit_code == 0, result.stderr
-    again = cli("generate", "--from", "a.png", "-m", tiny_sd, "-o", "b.png")
+    from_a = ("generate", "--from", "a.png", "-m", tiny_sd)
+    again = cli(*from_a, "-o", "b.png")
     assert again.exit_code == 0, again.stderr
     assert "ControlNet tiny-control" in again.stderr and "pass --controlnet again" in again.stderr
-    with_it = cli(
-        "generate",
-        "--from",
-        "a.png",
-        "-m",
-        tiny_sd,
-        "-o",
-        "c.png",
-        "--controlnet",
-        f"{tiny_controlnet}:{control_image}:0.5",
-    )
+    with_it = cli(*from_a, "-o", "c.png", "--controlnet", f"{tiny_controlnet}:{control_image}:0.5")
     assert with_it.exit_code == 0, with_it.stderr
     assert "ControlNet" not in with_it.stderr
     assert np.array_equal(pixels("a.png"), pixels("c.png"))

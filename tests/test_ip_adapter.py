@@ -163,23 +163,12 @@ def test_metadata_and_from(cli, tiny_sd: Path, tiny_ip: Path, reference: Path) -
         'Guidance Start: 0, Guidance End: 1"'
     ) in params
 
-    without = cli("generate", "--from", "a.png", "-m", tiny_sd, "-o", "b.png")
+    from_a = ("generate", "--from", "a.png", "-m", tiny_sd)
+    without = cli(*from_a, "-o", "b.png")
     assert without.exit_code == 0, without.stderr
     assert "IP-Adapter ip-adapter_tiny at scale 0.6" in without.stderr and "--ip-image" in without.stderr
     # Named again without a scale: the stored one is taken, and so are the pixels.
-    again = cli(
-        "generate",
-        "--from",
-        "a.png",
-        "-m",
-        tiny_sd,
-        "-o",
-        "c.png",
-        "--ip-adapter",
-        tiny_ip,
-        "--ip-image",
-        reference,
-    )
+    again = cli(*from_a, "-o", "c.png", "--ip-adapter", tiny_ip, "--ip-image", reference)
     assert again.exit_code == 0, again.stderr
     assert "IP-Adapter" not in again.stderr
     assert np.array_equal(pixels("a.png"), pixels("c.png"))

@@ -238,20 +238,10 @@ def test_img2img_from_a_refined_image_keeps_its_refiner_and_inpaint_drops_it(
 def test_a_refiner_checkpoint_loads_as_refiner_and_is_refused_as_model(
     cli, tiny_sdxl: Path, tiny_refiner: Path, refiner_checkpoint: Path
 ) -> None:
-    folder = cli("generate", "a cat", "-m", tiny_sdxl, *FAST, "--refiner", tiny_refiner, "-o", "folder.png")
+    base = ("generate", "a cat", "-m", tiny_sdxl, *FAST)
+    folder = cli(*base, "--refiner", tiny_refiner, "-o", "folder.png")
     assert folder.exit_code == 0, folder.stderr
-    single = cli(
-        "generate",
-        "a cat",
-        "-m",
-        tiny_sdxl,
-        *FAST,
-        "--refiner",
-        refiner_checkpoint,
-        "--offline",
-        "-o",
-        "file.png",
-    )
+    single = cli(*base, "--refiner", refiner_checkpoint, "--offline", "-o", "file.png")
     assert single.exit_code == 0, single.stderr
     assert np.array_equal(pixels("folder.png"), pixels("file.png"))
     text, record = params_and_record("file.png")
@@ -417,21 +407,10 @@ def test_a_single_file_sdxl_base_takes_a_refiner(cli, wide_sdxl: Path, weights_d
     build_refiner(wide_sdxl).save_pretrained(refiner)  # type: ignore[attr-defined]
     config = config_only_copy(wide_sdxl, weights_dir / "wide-sdxl-config")
     checkpoint = save_checkpoint(wide_sdxl, "sdxl", weights_dir / "wide-sdxl.safetensors")
-    folder = cli("generate", "a cat", "-m", wide_sdxl, *FAST, "--refiner", refiner, "-o", "folder.png")
+    refined = (*FAST, "--refiner", refiner)
+    folder = cli("generate", "a cat", "-m", wide_sdxl, *refined, "-o", "folder.png")
     assert folder.exit_code == 0, folder.stderr
-    single = cli(
-        "generate",
-        "a cat",
-        "-m",
-        checkpoint,
-        "--config",
-        config,
-        *FAST,
-        "--refiner",
-        refiner,
-        "-o",
-        "file.png",
-    )
+    single = cli("generate", "a cat", "-m", checkpoint, "--config", config, *refined, "-o", "file.png")
     assert single.exit_code == 0, single.stderr
     assert np.array_equal(pixels("folder.png"), pixels("file.png"))
 
