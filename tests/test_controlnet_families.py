@@ -128,18 +128,8 @@ def test_flux_controlnet_inpaint_keeps_the_black_part(
 def test_a_controlnet_of_another_family_is_exit_2_with_a_hint(
     cli, tiny_flux: Path, tiny_sd: Path, tiny_flux_controlnet: Path, flux_control_image: Path
 ) -> None:
-    result = cli(
-        "generate",
-        "a cat",
-        "-m",
-        tiny_sd,
-        "--steps",
-        "1",
-        "-o",
-        "x.png",
-        "--controlnet",
-        f"{tiny_flux_controlnet}:{flux_control_image}",
-    )
+    args = ("generate", "a cat", "-m", tiny_sd, "--steps", "1", "-o", "x.png")
+    result = cli(*args, "--controlnet", f"{tiny_flux_controlnet}:{flux_control_image}")
     assert result.exit_code == 2, result.stderr
     assert "a FluxControlNetModel is for FLUX.1 models" in result.stderr
     assert "Traceback" not in result.stderr and not Path("x.png").exists()

@@ -294,16 +294,23 @@ def _qwen3(layers: int, *, causal_lm: bool, hidden: int = 16, intermediate: int 
     return Qwen3ForCausalLM(config) if causal_lm else Qwen3Model(config)
 
 
+# One double-stream and one single-stream block of two 16-wide heads: the tiny layout the FLUX.1-style
+# transformers here (Chroma, Ovis-Image, FLUX.2) share, as diffusers' dummy components for them do.
+_FLUX_STACK = {
+    "patch_size": 1,
+    "in_channels": 4,
+    "num_layers": 1,
+    "num_single_layers": 1,
+    "attention_head_dim": 16,
+    "num_attention_heads": 2,
+}
+
+
 def _flux2_transformer(*, guidance_embeds: bool) -> Any:
     from diffusers import Flux2Transformer2DModel
 
     return Flux2Transformer2DModel(
-        patch_size=1,
-        in_channels=4,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
+        **_FLUX_STACK,
         joint_attention_dim=48,  # three stacked layers of 16
         timestep_guidance_channels=256,
         axes_dims_rope=[4, 4, 4, 4],
@@ -356,12 +363,7 @@ def _chroma(spec: TinySpec) -> Any:
     )
 
     transformer = ChromaTransformer2DModel(
-        patch_size=1,
-        in_channels=4,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
+        **_FLUX_STACK,
         joint_attention_dim=T5_WIDTH,
         axes_dims_rope=[4, 4, 8],
         approximator_hidden_dim=32,
@@ -814,13 +816,8 @@ def _ovis_image(spec: TinySpec) -> Any:
     )
 
     transformer = OvisImageTransformer2DModel(
-        patch_size=1,
-        in_channels=4,
+        **_FLUX_STACK,
         out_channels=4,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
         joint_attention_dim=32,
         axes_dims_rope=(4, 4, 8),
     )
