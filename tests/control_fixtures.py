@@ -1,5 +1,6 @@
 """ControlNet test models, once per session: the tiny SD ControlNet and its control image (shared by
-tests/test_controlnet*.py), and a tiny random Depth Anything model for --control-preprocess depth.
+tests/test_controlnet*.py), and a tiny random Depth Anything model for --control-preprocess depth; and the
+plain diffusers pipeline those tests compare pixels with.
 
 A plugin module registered in tests/conftest.py, like tests/model_fixtures.py.
 """
@@ -11,6 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+
+def script_pipe(cls: str, folder: Path, controlnet_cls: str, controlnet: Path):
+    """The plain diffusers script's pipeline: `cls` from `folder` with the ControlNet from `controlnet`."""
+    import diffusers
+
+    pipe = getattr(diffusers, cls).from_pretrained(
+        folder, controlnet=getattr(diffusers, controlnet_cls).from_pretrained(controlnet)
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 @pytest.fixture(scope="session")

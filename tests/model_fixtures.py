@@ -43,31 +43,39 @@ def save_checkpoint(folder: Path, family: str, path: Path) -> Path:
     return path
 
 
-def wide_sdxl_pipeline() -> object:
-    """A tiny SDXL whose two text encoders differ in width (32 and 64), as in the real model: diffusers tells
-    them apart in a single file by width, so `tiny_sdxl` (both 32 wide) cannot round-trip through one."""
-    import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+def sdxl_unet(cross_attention_dim: int, time_ids: int, pooled: int) -> object:
+    """A tiny SDXL-layout UNet: its added conditioning is `time_ids` numbers, embedded 8 wide each (6 for a
+    base: size, crop and target size; 5 for a refiner: size, crop and aesthetic score), and the `pooled`
+    text embedding."""
+    from diffusers import UNet2DConditionModel
 
-    from sdcli.diagnostics.tiny import SD15_SCHEDULER, _text_encoder, _tokenizer, _vae
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,
         sample_size=32,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32 + 64,
+        cross_attention_dim=cross_attention_dim,
         attention_head_dim=4,
         norm_num_groups=2,
         addition_embed_type="text_time",
         addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=6 * 8 + 64,
+        projection_class_embeddings_input_dim=time_ids * 8 + pooled,
         use_linear_projection=True,
     )
+
+
+def wide_sdxl_pipeline() -> object:
+    """A tiny SDXL whose two text encoders differ in width (32 and 64), as in the real model: diffusers tells
+    them apart in a single file by width, so `tiny_sdxl` (both 32 wide) cannot round-trip through one."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    from sdcli.diagnostics.tiny import SD15_SCHEDULER, _text_encoder, _tokenizer, _vae
+
+    torch.manual_seed(0)
     return StableDiffusionXLPipeline(
-        unet=unet,
+        unet=sdxl_unet(32 + 64, time_ids=6, pooled=64),
         vae=_vae(8),
         text_encoder=_text_encoder(32, projection=False),
         text_encoder_2=_text_encoder(64, projection=True),

@@ -1,4 +1,5 @@
-"""Reading back what the CLI wrote: pixels and the two metadata chunks of a PNG, and its NDJSON."""
+"""Reading back what the CLI wrote: pixels and the two metadata chunks of a PNG, and its NDJSON; and the
+arguments of the plain diffusers call whose image the pixels are compared with."""
 
 from __future__ import annotations
 
@@ -25,3 +26,17 @@ def ndjson(text: str) -> tuple[list[dict], dict]:
     *images, summary = [json.loads(line) for line in text.splitlines()]
     assert summary["type"] == "summary" and all(i["type"] == "image" for i in images)
     return images, summary
+
+
+def script_args(*, steps: int, seed: int, guidance: float = 7.0, width: int = 64, height: int = 64) -> dict:
+    """A diffusers pipeline call's arguments for `--steps`, `--seed`, `--guidance` and the size the CLI was
+    given (7.0 is sdcli's default CFG), with the CPU generator the CLI seeds."""
+    import torch
+
+    return {
+        "num_inference_steps": steps,
+        "guidance_scale": guidance,
+        "width": width,
+        "height": height,
+        "generator": torch.Generator("cpu").manual_seed(seed),
+    }

@@ -10,7 +10,8 @@ from PIL import Image
 
 from sdcli.core.control_specs import ControlNetSpec
 from sdcli.errors import UsageError
-from tests.png_helpers import params_and_record, pixels
+from tests.control_fixtures import script_pipe
+from tests.png_helpers import params_and_record, pixels, script_args
 
 
 def run(cli, model: Path, *extra: object, out: str = "out.png"):
@@ -47,15 +48,9 @@ def test_bad_spec_shapes(text: str) -> None:
 
 
 def test_pixels_equal_plain_diffusers(cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path) -> None:
-    import torch
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
-
     result = run(cli, tiny_sd, "--controlnet", f"{tiny_controlnet}:{control_image}:0.8:0:0.5")
     assert result.exit_code == 0, result.stderr
-    pipe = StableDiffusionControlNetPipeline.from_pretrained(
-        tiny_sd, controlnet=ControlNetModel.from_pretrained(tiny_controlnet)
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = script_pipe("StableDiffusionControlNetPipeline", tiny_sd, "ControlNetModel", tiny_controlnet)
     with Image.open(control_image) as im:
         control = im.convert("RGB")
     from PIL import ImageOps
@@ -64,14 +59,10 @@ def test_pixels_equal_plain_diffusers(cli, tiny_sd: Path, tiny_controlnet: Path,
     expected = pipe(
         "a red boat",
         image=control,
-        num_inference_steps=2,
-        guidance_scale=7.0,
-        width=64,
-        height=64,
         controlnet_conditioning_scale=0.8,
         control_guidance_start=0.0,
         control_guidance_end=0.5,
-        generator=torch.Generator("cpu").manual_seed(9),
+        **script_args(steps=2, seed=9),
     ).images[0]
     assert np.array_equal(pixels("out.png"), np.asarray(expected))
 
@@ -164,9 +155,6 @@ def fitted(path: Path, width: int, height: int) -> Image.Image:
 def test_img2img_pixels_equal_plain_diffusers(
     cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path, tmp_path: Path
 ) -> None:
-    import torch
-    from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline
-
     rng = np.random.default_rng(5)
     photo = tmp_path / "photo.png"
     Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photo)
@@ -186,10 +174,9 @@ def test_img2img_pixels_equal_plain_diffusers(
     assert record["pipeline"] == "StableDiffusionControlNetImg2ImgPipeline"
     assert record["controlnets"][0]["image"]["name"] == "edges.png"
 
-    pipe = StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
-        tiny_sd, controlnet=ControlNetModel.from_pretrained(tiny_controlnet)
+    pipe = script_pipe(
+        "StableDiffusionControlNetImg2ImgPipeline", tiny_sd, "ControlNetModel", tiny_controlnet
     )
-    pipe.set_progress_bar_config(disable=True)
     with Image.open(photo) as im:
         init = im.convert("RGB")
     expected = pipe(
@@ -198,11 +185,7 @@ def test_img2img_pixels_equal_plain_diffusers(
         control_image=fitted(control_image, 64, 48),
         controlnet_conditioning_scale=1.0,  # this pipeline's own default is 0.8; --controlnet's is 1
         strength=0.75,
-        num_inference_steps=4,
-        guidance_scale=7.0,
-        width=64,
-        height=48,
-        generator=torch.Generator("cpu").manual_seed(3),
+        **script_args(steps=4, seed=3, width=64, height=48),
     ).images[0]
     assert np.array_equal(pixels("out.png"), np.asarray(expected))
 
@@ -232,20 +215,11 @@ def test_from_warns_when_controlnets_are_not_given_again(
 ) -> None:
     result = run(cli, tiny_sd, "--controlnet", f"{tiny_controlnet}:{control_image}:0.5", out="a.png")
     assert result.exit_code == 0, result.stderr
-    again = cli("generate", "--from", "a.png", "-m", tiny_sd, "-o", "b.png")
+    from_a = ("generate", "--from", "a.png", "-m", tiny_sd)
+    again = cli(*from_a, "-o", "b.png")
     assert again.exit_code == 0, again.stderr
     assert "ControlNet tiny-control" in again.stderr and "pass --controlnet again" in again.stderr
-    with_it = cli(
-        "generate",
-        "--from",
-        "a.png",
-        "-m",
-        tiny_sd,
-        "-o",
-        "c.png",
-        "--controlnet",
-        f"{tiny_controlnet}:{control_image}:0.5",
-    )
+    with_it = cli(*from_a, "-o", "c.png", "--controlnet", f"{tiny_controlnet}:{control_image}:0.5")
     assert with_it.exit_code == 0, with_it.stderr
     assert "ControlNet" not in with_it.stderr
     assert np.array_equal(pixels("a.png"), pixels("c.png"))
@@ -313,7 +287,7 @@ def test_a1111_controlnet_units_read_back() -> None:
 
 def test_sdxl_pixels_equal_plain_diffusers(cli, tiny_sdxl: Path, control_image: Path, tmp_path: Path) -> None:
     import torch
-    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline, UNet2DConditionModel
+    from diffusers import ControlNetModel, UNet2DConditionModel
 
     unet = UNet2DConditionModel.from_pretrained(tiny_sdxl / "unet")
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
@@ -341,10 +315,7 @@ def test_sdxl_pixels_equal_plain_diffusers(cli, tiny_sdxl: Path, control_image: 
     assert result.exit_code == 0, result.stderr
     _params, record = params_and_record("xl.png")
     assert record["pipeline"] == "StableDiffusionXLControlNetPipeline"
-    pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
-        tiny_sdxl, controlnet=ControlNetModel.from_pretrained(folder)
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = script_pipe("StableDiffusionXLControlNetPipeline", tiny_sdxl, "ControlNetModel", folder)
     size = pixels("xl.png").shape
     # sdcli encodes SDXL prompts itself (A1111's way: its empty negative is encoded, not zeros), so the
     # plain script takes the same embeddings: what is compared is the ControlNet's part.
@@ -354,12 +325,8 @@ def test_sdxl_pixels_equal_plain_diffusers(cli, tiny_sdxl: Path, control_image: 
     expected = pipe(
         **texts,
         image=fitted(control_image, size[1], size[0]),
-        num_inference_steps=2,
-        guidance_scale=7.0,
-        width=size[1],
-        height=size[0],
         controlnet_conditioning_scale=0.7,
-        generator=torch.Generator("cpu").manual_seed(4),
+        **script_args(steps=2, seed=4, width=size[1], height=size[0]),
     ).images[0]
     plain = cli("generate", "a red boat", "-m", tiny_sdxl, "--steps", "2", "--seed", "4", "-o", "plain.png")
     assert plain.exit_code == 0, plain.stderr
@@ -370,7 +337,6 @@ def test_sdxl_pixels_equal_plain_diffusers(cli, tiny_sdxl: Path, control_image: 
 def test_two_controlnets_equal_plain_multicontrolnet(
     cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path, tmp_path: Path
 ) -> None:
-    import torch
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 
     second = tmp_path / "second.png"
@@ -390,14 +356,10 @@ def test_two_controlnets_equal_plain_multicontrolnet(
     expected = pipe(
         "a red boat",
         image=[fitted(control_image, 64, 64), fitted(second, 64, 64)],
-        num_inference_steps=2,
-        guidance_scale=7.0,
-        width=64,
-        height=64,
         controlnet_conditioning_scale=[0.6, 1.2],
         control_guidance_start=[0.0, 0.5],
         control_guidance_end=[0.5, 1.0],
-        generator=torch.Generator("cpu").manual_seed(9),
+        **script_args(steps=2, seed=9),
     ).images[0]
     assert np.array_equal(pixels("out.png"), np.asarray(expected))
 

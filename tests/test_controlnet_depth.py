@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from tests.png_helpers import params_and_record, pixels
+from tests.control_fixtures import script_pipe
+from tests.png_helpers import params_and_record, pixels, script_args
 
 DEFAULT = "depth-anything/Depth-Anything-V2-Small-hf"
 
@@ -68,28 +69,18 @@ def test_one_estimate_per_control_image(
 def test_depth_controlnet_equals_plain_diffusers_given_the_map(
     cli, tiny_sd: Path, tiny_controlnet: Path, control_image: Path, tiny_depth: Path
 ) -> None:
-    import torch
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
-
     spec = f"{tiny_controlnet}:{control_image}:0.8"
     result = generate(
         cli, tiny_sd, "--controlnet", spec, "--control-preprocess", "depth", "--depth-model", tiny_depth
     )
     assert result.exit_code == 0, result.stderr
-    pipe = StableDiffusionControlNetPipeline.from_pretrained(
-        tiny_sd, controlnet=ControlNetModel.from_pretrained(tiny_controlnet)
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = script_pipe("StableDiffusionControlNetPipeline", tiny_sd, "ControlNetModel", tiny_controlnet)
     control = ImageOps.fit(transformers_depth(tiny_depth, control_image), (64, 64), Image.Resampling.LANCZOS)
     expected = pipe(
         "a red boat",
         image=control,
-        num_inference_steps=2,
-        guidance_scale=7.0,
-        width=64,
-        height=64,
         controlnet_conditioning_scale=0.8,
-        generator=torch.Generator("cpu").manual_seed(9),
+        **script_args(steps=2, seed=9),
     ).images[0]
     assert np.array_equal(pixels("out.png"), np.asarray(expected))
     as_is = generate(cli, tiny_sd, "--controlnet", spec, out="none.png")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.png_helpers import params_and_record, pixels
+from tests.control_fixtures import script_pipe
+from tests.png_helpers import params_and_record, pixels, script_args
 
 SIZE = ("-W", "64", "-H", "64")
 
@@ -46,14 +47,14 @@ def flux_control_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _flux_pipe(cls, folder: Path, controlnet: Path):
-    import diffusers
-
-    pipe = getattr(diffusers, cls).from_pretrained(
-        folder, controlnet=diffusers.FluxControlNetModel.from_pretrained(controlnet)
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def _photo_and_mask(folder: Path, seed: int, repaint: tuple[slice, slice]) -> tuple[Path, Path]:
+    """A random 64x64 photo and a mask that repaints `repaint` (white) and keeps the rest (black)."""
+    photo, mask = folder / "photo.png", folder / "mask.png"
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(photo)
+    painted = np.zeros((64, 64), dtype=np.uint8)
+    painted[repaint] = 255
+    Image.fromarray(painted).save(mask)
+    return photo, mask
 
 
 def _control(path: Path) -> Image.Image:
@@ -64,23 +65,18 @@ def _control(path: Path) -> Image.Image:
 def test_flux_controlnet_pixels_equal_plain_diffusers(
     cli, tiny_flux: Path, tiny_flux_controlnet: Path, flux_control_image: Path
 ) -> None:
-    import torch
-
     spec = f"{tiny_flux_controlnet}:{flux_control_image}:0.7:0:0.5"
     args = ("generate", "a cat", "-m", tiny_flux, "--steps", "2", "--seed", "5", *SIZE)
     result = cli(*args, "--controlnet", spec, "-o", "cn.png")
     assert result.exit_code == 0, result.stderr
-    expected = _flux_pipe("FluxControlNetPipeline", tiny_flux, tiny_flux_controlnet)(
+    expected = script_pipe("FluxControlNetPipeline", tiny_flux, "FluxControlNetModel", tiny_flux_controlnet)(
         "a cat",
         control_image=_control(flux_control_image),
         controlnet_conditioning_scale=0.7,
         control_guidance_start=0.0,
         control_guidance_end=0.5,
-        guidance_scale=3.5,  # the FLUX.1 family's default; FluxControlNetPipeline's own is 7
-        num_inference_steps=2,
-        width=64,
-        height=64,
-        generator=torch.Generator("cpu").manual_seed(5),
+        # --guidance unset is the FLUX.1 family's 3.5; FluxControlNetPipeline's own default is 7.
+        **script_args(steps=2, seed=5, guidance=3.5),
     ).images[0]
     assert np.array_equal(pixels("cn.png"), np.asarray(expected))
     plain = cli(*args, "-o", "plain.png")
@@ -96,25 +92,21 @@ def test_flux_controlnet_pixels_equal_plain_diffusers(
 def test_flux_controlnet_img2img_pixels_equal_plain_diffusers(
     cli, tiny_flux: Path, tiny_flux_controlnet: Path, flux_control_image: Path, tmp_path: Path
 ) -> None:
-    import torch
-
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(7).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(photo)
     spec = f"{tiny_flux_controlnet}:{flux_control_image}"
     args = ("img2img", "a cat", photo, "-m", tiny_flux, "--steps", "4", "--seed", "9", "-o", "i.png")
     result = cli(*args, "--controlnet", spec)
     assert result.exit_code == 0, result.stderr
-    expected = _flux_pipe("FluxControlNetImg2ImgPipeline", tiny_flux, tiny_flux_controlnet)(
+    expected = script_pipe(
+        "FluxControlNetImg2ImgPipeline", tiny_flux, "FluxControlNetModel", tiny_flux_controlnet
+    )(
         "a cat",
         image=_control(photo),
         control_image=_control(flux_control_image),
         controlnet_conditioning_scale=1.0,
         strength=0.75,
-        num_inference_steps=4,
-        guidance_scale=3.5,
-        width=64,
-        height=64,
-        generator=torch.Generator("cpu").manual_seed(9),
+        **script_args(steps=4, seed=9, guidance=3.5),
     ).images[0]
     assert np.array_equal(pixels("i.png"), np.asarray(expected))
     assert params_and_record("i.png")[1]["pipeline"] == "FluxControlNetImg2ImgPipeline"
@@ -123,11 +115,7 @@ def test_flux_controlnet_img2img_pixels_equal_plain_diffusers(
 def test_flux_controlnet_inpaint_keeps_the_black_part(
     cli, tiny_flux: Path, tiny_flux_controlnet: Path, flux_control_image: Path, tmp_path: Path
 ) -> None:
-    photo, mask = tmp_path / "photo.png", tmp_path / "mask.png"
-    Image.fromarray(np.random.default_rng(6).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(photo)
-    painted = np.zeros((64, 64), dtype=np.uint8)
-    painted[16:48, 16:48] = 255
-    Image.fromarray(painted).save(mask)
+    photo, mask = _photo_and_mask(tmp_path, 6, np.s_[16:48, 16:48])
     args = ("inpaint", photo, mask, "a cat", "-m", tiny_flux, "--steps", "2", "--seed", "1")
     spec = f"{tiny_flux_controlnet}:{flux_control_image}"
     result = cli(*args, "--mask-blur", "0", "--controlnet", spec, "-o", "p.png")
@@ -140,18 +128,8 @@ def test_flux_controlnet_inpaint_keeps_the_black_part(
 def test_a_controlnet_of_another_family_is_exit_2_with_a_hint(
     cli, tiny_flux: Path, tiny_sd: Path, tiny_flux_controlnet: Path, flux_control_image: Path
 ) -> None:
-    result = cli(
-        "generate",
-        "a cat",
-        "-m",
-        tiny_sd,
-        "--steps",
-        "1",
-        "-o",
-        "x.png",
-        "--controlnet",
-        f"{tiny_flux_controlnet}:{flux_control_image}",
-    )
+    args = ("generate", "a cat", "-m", tiny_sd, "--steps", "1", "-o", "x.png")
+    result = cli(*args, "--controlnet", f"{tiny_flux_controlnet}:{flux_control_image}")
     assert result.exit_code == 2, result.stderr
     assert "a FluxControlNetModel is for FLUX.1 models" in result.stderr
     assert "Traceback" not in result.stderr and not Path("x.png").exists()
@@ -176,26 +154,18 @@ def tiny_sd3_controlnet(tiny_sd3: Path, tmp_path_factory: pytest.TempPathFactory
 def test_sd3_controlnet_pixels_equal_plain_diffusers(
     cli, tiny_sd3: Path, tiny_sd3_controlnet: Path, flux_control_image: Path, tmp_path: Path
 ) -> None:
-    import torch
-    from diffusers import SD3ControlNetModel, StableDiffusion3ControlNetPipeline
-
     spec = f"{tiny_sd3_controlnet}:{flux_control_image}:0.9"
     args = ("generate", "a cat", "-m", tiny_sd3, "--steps", "2", "--seed", "3", *SIZE)
     result = cli(*args, "--controlnet", spec, "-o", "cn.png")
     assert result.exit_code == 0, result.stderr
-    pipe = StableDiffusion3ControlNetPipeline.from_pretrained(
-        tiny_sd3, controlnet=SD3ControlNetModel.from_pretrained(tiny_sd3_controlnet)
+    pipe = script_pipe(
+        "StableDiffusion3ControlNetPipeline", tiny_sd3, "SD3ControlNetModel", tiny_sd3_controlnet
     )
-    pipe.set_progress_bar_config(disable=True)
     expected = pipe(
         "a cat",
         control_image=_control(flux_control_image),
         controlnet_conditioning_scale=0.9,
-        num_inference_steps=2,
-        guidance_scale=7.0,
-        width=64,
-        height=64,
-        generator=torch.Generator("cpu").manual_seed(3),
+        **script_args(steps=2, seed=3),
     ).images[0]
     # The tiny SD3 transformer's one block is context_pre_only, which SD3 never adds ControlNet output
     # to: the image is the plain one here, so what is compared is the pipeline and its call.
@@ -228,21 +198,9 @@ def tiny_union(tiny_sdxl: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return folder
 
 
-def _union_pipe(cls: str, folder: Path, union: Path):
-    import diffusers
-
-    pipe = getattr(diffusers, cls).from_pretrained(
-        folder, controlnet=diffusers.ControlNetUnionModel.from_pretrained(union)
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def test_union_pixels_equal_diffusers_union_pipeline(
     cli, tiny_sdxl: Path, tiny_union: Path, flux_control_image: Path
 ) -> None:
-    import torch
-
     from sdcli.generation import prompts
 
     args = ("generate", "a red boat", "-m", tiny_sdxl, "--steps", "2", "--seed", "4", *SIZE)
@@ -252,7 +210,9 @@ def test_union_pixels_equal_diffusers_union_pipeline(
     assert depth.exit_code == 0, depth.stderr
     assert not np.array_equal(pixels("u.png"), pixels("d.png"))  # the mode is the union's input
 
-    pipe = _union_pipe("StableDiffusionXLControlNetUnionPipeline", tiny_sdxl, tiny_union)
+    pipe = script_pipe(
+        "StableDiffusionXLControlNetUnionPipeline", tiny_sdxl, "ControlNetUnionModel", tiny_union
+    )
     # sdcli encodes SDXL prompts itself (A1111's way), so the script takes the same embeddings.
     texts = prompts.encode(pipe, "a red boat", "", weighting="a1111", clip_skip=1, long=True).batch(1)
     expected = pipe(
@@ -260,11 +220,7 @@ def test_union_pixels_equal_diffusers_union_pipeline(
         control_image=[_control(flux_control_image)],
         control_mode=[3],
         controlnet_conditioning_scale=0.7,
-        num_inference_steps=2,
-        guidance_scale=7.0,
-        width=64,
-        height=64,
-        generator=torch.Generator("cpu").manual_seed(4),
+        **script_args(steps=2, seed=4),
     ).images[0]
     assert np.array_equal(pixels("u.png"), np.asarray(expected))
 
@@ -345,7 +301,6 @@ def test_two_union_units_equal_diffusers_multi_union(
     cli, tiny_sdxl: Path, tiny_union: Path, flux_control_image: Path, tmp_path: Path
 ) -> None:
     import diffusers
-    import torch
     from diffusers.models.controlnets import MultiControlNetUnionModel
 
     from sdcli.generation import prompts
@@ -369,11 +324,7 @@ def test_two_union_units_equal_diffusers_multi_union(
         controlnet_conditioning_scale=[0.6, 1.2],
         control_guidance_start=[0.0, 0.0],
         control_guidance_end=[1.0, 0.5],
-        num_inference_steps=2,
-        guidance_scale=7.0,
-        width=64,
-        height=64,
-        generator=torch.Generator("cpu").manual_seed(4),
+        **script_args(steps=2, seed=4),
     ).images[0]
     assert np.array_equal(pixels("m.png"), np.asarray(expected))
     assert [u["mode"] for u in params_and_record("m.png")[1]["controlnets"]] == ["canny", "depth"]
@@ -403,15 +354,9 @@ def test_an_sd_controlnet_on_sdxl_and_the_reverse_are_exit_2_before_any_step(
 def test_union_inpaint_pixels_equal_diffusers_union_inpaint_pipeline(
     cli, tiny_sdxl: Path, tiny_union: Path, flux_control_image: Path, tmp_path: Path
 ) -> None:
-    import torch
-
     from sdcli.generation import prompts
 
-    photo, mask = tmp_path / "photo.png", tmp_path / "mask.png"
-    Image.fromarray(np.random.default_rng(11).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(photo)
-    painted = np.zeros((64, 64), dtype=np.uint8)
-    painted[16:48, 8:40] = 255
-    Image.fromarray(painted).save(mask)
+    photo, mask = _photo_and_mask(tmp_path, 11, np.s_[16:48, 8:40])
     args = ("inpaint", photo, mask, "a red boat", "-m", tiny_sdxl, "--steps", "3", "--seed", "6")
     spec = f"{tiny_union}@depth:{flux_control_image}:0.9:0:0.8"
     result = cli(*args, "--strength", "0.8", "--mask-blur", "0", "--controlnet", spec, "-o", "p.png")
@@ -420,7 +365,9 @@ def test_union_inpaint_pixels_equal_diffusers_union_inpaint_pipeline(
     assert record["pipeline"] == "StableDiffusionXLControlNetUnionInpaintPipeline"
     assert record["controlnets"][0]["mode"] == "depth"
 
-    pipe = _union_pipe("StableDiffusionXLControlNetUnionInpaintPipeline", tiny_sdxl, tiny_union)
+    pipe = script_pipe(
+        "StableDiffusionXLControlNetUnionInpaintPipeline", tiny_sdxl, "ControlNetUnionModel", tiny_union
+    )
     # sdcli encodes SDXL prompts itself (A1111's way), so the script takes the same embeddings.
     texts = prompts.encode(pipe, "a red boat", "", weighting="a1111", clip_skip=1, long=True).batch(1)
     original, repaint = _control(photo), Image.open(mask).convert("L")
@@ -434,11 +381,7 @@ def test_union_inpaint_pixels_equal_diffusers_union_inpaint_pipeline(
         control_guidance_start=0.0,
         control_guidance_end=0.8,
         strength=0.8,
-        num_inference_steps=3,
-        guidance_scale=7.0,
-        width=64,
-        height=64,
-        generator=torch.Generator("cpu").manual_seed(6),
+        **script_args(steps=3, seed=6),
     ).images[0]
     # sdcli puts the kept (black) part of the photo back over what the pipeline drew, as A1111 does.
     expected = Image.composite(generated, original, repaint)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from sdcli.core.ip_adapter_specs import IPAdapterSpec, parse_all
 from sdcli.errors import UsageError
-from tests.png_helpers import params_and_record, pixels
+from tests.png_helpers import params_and_record, pixels, script_args
 
 WEIGHTS = "ip-adapter_tiny.safetensors"
 EMBED_DIM = 24  # the tiny image encoder's projection width
@@ -95,7 +95,6 @@ def run(cli, model: Path, *extra: object, out: str = "out.png", command: str = "
 
 
 def plain_diffusers(tiny_sd: Path, ip_repo: Path, reference: Path, scale: float) -> np.ndarray:
-    import torch
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(tiny_sd)
@@ -108,11 +107,7 @@ def plain_diffusers(tiny_sd: Path, ip_repo: Path, reference: Path, scale: float)
         pipe(
             "a red boat",
             ip_adapter_image=image,
-            num_inference_steps=2,
-            guidance_scale=7.0,
-            width=64,
-            height=64,
-            generator=torch.Generator("cpu").manual_seed(9),
+            **script_args(steps=2, seed=9),
         ).images[0]
     )
 
@@ -168,23 +163,12 @@ def test_metadata_and_from(cli, tiny_sd: Path, tiny_ip: Path, reference: Path) -
         'Guidance Start: 0, Guidance End: 1"'
     ) in params
 
-    without = cli("generate", "--from", "a.png", "-m", tiny_sd, "-o", "b.png")
+    from_a = ("generate", "--from", "a.png", "-m", tiny_sd)
+    without = cli(*from_a, "-o", "b.png")
     assert without.exit_code == 0, without.stderr
     assert "IP-Adapter ip-adapter_tiny at scale 0.6" in without.stderr and "--ip-image" in without.stderr
     # Named again without a scale: the stored one is taken, and so are the pixels.
-    again = cli(
-        "generate",
-        "--from",
-        "a.png",
-        "-m",
-        tiny_sd,
-        "-o",
-        "c.png",
-        "--ip-adapter",
-        tiny_ip,
-        "--ip-image",
-        reference,
-    )
+    again = cli(*from_a, "-o", "c.png", "--ip-adapter", tiny_ip, "--ip-image", reference)
     assert again.exit_code == 0, again.stderr
     assert "IP-Adapter" not in again.stderr
     assert np.array_equal(pixels("a.png"), pixels("c.png"))
@@ -447,7 +431,6 @@ def test_two_adapters_equal_plain_diffusers(
 ) -> None:
     import shutil
 
-    import torch
     from diffusers import StableDiffusionPipeline
 
     root = tmp_path / "repo"
@@ -475,11 +458,7 @@ def test_two_adapters_equal_plain_diffusers(
     expected = pipe(
         "a red boat",
         ip_adapter_image=images,
-        num_inference_steps=2,
-        guidance_scale=7.0,
-        width=64,
-        height=64,
-        generator=torch.Generator("cpu").manual_seed(9),
+        **script_args(steps=2, seed=9),
     ).images[0]
     assert np.array_equal(pixels("out.png"), np.asarray(expected))
 
@@ -494,7 +473,6 @@ def test_scale_zero_is_the_image_without_the_adapter(
 
 
 def test_sdxl_pixels_equal_plain_diffusers(cli, tiny_sdxl: Path, reference: Path, tmp_path: Path) -> None:
-    import torch
     from diffusers import StableDiffusionXLPipeline
 
     from sdcli.generation import prompts
@@ -516,11 +494,7 @@ def test_sdxl_pixels_equal_plain_diffusers(cli, tiny_sdxl: Path, reference: Path
     expected = pipe(
         **texts,
         ip_adapter_image=image,
-        num_inference_steps=2,
-        guidance_scale=7.0,
-        width=size[1],
-        height=size[0],
-        generator=torch.Generator("cpu").manual_seed(9),
+        **script_args(steps=2, seed=9, width=size[1], height=size[0]),
     ).images[0]
     assert np.array_equal(pixels("xl.png"), np.asarray(expected))
     plain = run(cli, tiny_sdxl, out="plain.png")

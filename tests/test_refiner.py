@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from tests.model_fixtures import sdxl_unet
 from tests.png_helpers import params_and_record, pixels
 
 FAST = ("--steps", "4", "-W", "64", "-H", "64", "--seed", "5", "--guidance", "5")
@@ -20,25 +21,12 @@ def build_refiner(base_folder: Path, seed: int = 1) -> object:
     """A tiny refiner for the tiny SDXL, made as SDXL 1.0's is: the base's VAE and second text encoder (so
     that sdcli shares them), its own UNet on that encoder alone, conditioned on an aesthetic score."""
     import torch
-    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
     base = StableDiffusionXLPipeline.from_pretrained(base_folder)
     width = base.text_encoder_2.config.hidden_size
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=32,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=width,
-        attention_head_dim=4,
-        norm_num_groups=2,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=5 * 8 + base.text_encoder_2.config.projection_dim,
-        use_linear_projection=True,
-    )
+    unet = sdxl_unet(width, time_ids=5, pooled=base.text_encoder_2.config.projection_dim)
     return StableDiffusionXLImg2ImgPipeline(
         vae=base.vae,
         text_encoder=None,
@@ -250,20 +238,10 @@ def test_img2img_from_a_refined_image_keeps_its_refiner_and_inpaint_drops_it(
 def test_a_refiner_checkpoint_loads_as_refiner_and_is_refused_as_model(
     cli, tiny_sdxl: Path, tiny_refiner: Path, refiner_checkpoint: Path
 ) -> None:
-    folder = cli("generate", "a cat", "-m", tiny_sdxl, *FAST, "--refiner", tiny_refiner, "-o", "folder.png")
+    base = ("generate", "a cat", "-m", tiny_sdxl, *FAST)
+    folder = cli(*base, "--refiner", tiny_refiner, "-o", "folder.png")
     assert folder.exit_code == 0, folder.stderr
-    single = cli(
-        "generate",
-        "a cat",
-        "-m",
-        tiny_sdxl,
-        *FAST,
-        "--refiner",
-        refiner_checkpoint,
-        "--offline",
-        "-o",
-        "file.png",
-    )
+    single = cli(*base, "--refiner", refiner_checkpoint, "--offline", "-o", "file.png")
     assert single.exit_code == 0, single.stderr
     assert np.array_equal(pixels("folder.png"), pixels("file.png"))
     text, record = params_and_record("file.png")
@@ -429,21 +407,10 @@ def test_a_single_file_sdxl_base_takes_a_refiner(cli, wide_sdxl: Path, weights_d
     build_refiner(wide_sdxl).save_pretrained(refiner)  # type: ignore[attr-defined]
     config = config_only_copy(wide_sdxl, weights_dir / "wide-sdxl-config")
     checkpoint = save_checkpoint(wide_sdxl, "sdxl", weights_dir / "wide-sdxl.safetensors")
-    folder = cli("generate", "a cat", "-m", wide_sdxl, *FAST, "--refiner", refiner, "-o", "folder.png")
+    refined = (*FAST, "--refiner", refiner)
+    folder = cli("generate", "a cat", "-m", wide_sdxl, *refined, "-o", "folder.png")
     assert folder.exit_code == 0, folder.stderr
-    single = cli(
-        "generate",
-        "a cat",
-        "-m",
-        checkpoint,
-        "--config",
-        config,
-        *FAST,
-        "--refiner",
-        refiner,
-        "-o",
-        "file.png",
-    )
+    single = cli("generate", "a cat", "-m", checkpoint, "--config", config, *refined, "-o", "file.png")
     assert single.exit_code == 0, single.stderr
     assert np.array_equal(pixels("folder.png"), pixels("file.png"))
 

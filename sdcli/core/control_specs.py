@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdcli.core.specs import refuse_pickle
+from sdcli.core.specs import is_number, refuse_pickle
 from sdcli.errors import UsageError
 
 PREPROCESSORS = ("none", "canny", "depth")
@@ -63,7 +63,7 @@ class ControlNetSpec:
         is named (else the first `:`): POSIX paths, so a Hub id or a folder never holds a `:`."""
         fields = text.split(":")
         numbers: list[float] = []
-        while len(fields) > 2 and len(numbers) < 3 and _is_number(fields[-1]):
+        while len(fields) > 2 and len(numbers) < 3 and is_number(fields[-1]):
             numbers.insert(0, float(fields.pop()))
         if len(numbers) == 2:
             raise UsageError(
@@ -120,14 +120,6 @@ def _split_mode(source: str) -> tuple[str, str | None]:
             hint="MODEL@MODE:IMAGE with MODE one of " + ", ".join(UNION_MODES),
         )
     return model, name
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def parse_all(

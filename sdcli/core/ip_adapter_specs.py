@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from sdcli.core.specs import refuse_pickle
+from sdcli.core.specs import is_number, refuse_pickle
 from sdcli.errors import UsageError
 
 USAGE = (
@@ -34,7 +34,7 @@ class IPAdapterSpec:
         """SCALE is the field after the last `:` when it reads as a number; a path holding a `:` whose
         tail is not a number stays whole."""
         source, sep, tail = text.rpartition(":")
-        if sep and source and _is_number(tail):
+        if sep and source and is_number(tail):
             return cls(source, image.expanduser(), float(tail))
         return cls(text, image.expanduser())
 
@@ -92,14 +92,6 @@ def local_encoder(weights: Path) -> Path:
 def is_local(source: str) -> bool:
     """Written as a path (not a Hub `owner/repo/...`): it must then exist here."""
     return source.startswith((".", "/", "~")) or "\\" in source or len(source.split("/")) < 3
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def parse_all(

@@ -32,6 +32,15 @@ def refuse_pickle(name: str, allow: bool, what: str) -> None:
         raise UsageError(f"{what} {name} is a pickle, which can run code when loaded", hint=PICKLE_HINT)
 
 
+def is_number(text: str) -> bool:
+    """Whether a `:` field reads as a number (a scale), which tells it from the end of a path or name."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class LoraSpec:
     source: str  # a local file, a Hub `owner/repo` or `owner/repo/file.safetensors`

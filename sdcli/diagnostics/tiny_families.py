@@ -30,41 +30,66 @@ def _t5_tokenizer() -> Any:
     return T5Tokenizer(vocab=_t5_vocab(), extra_ids=0, model_max_length=512)
 
 
-def _t5_encoder() -> Any:
-    from transformers import T5Config, T5EncoderModel
+def _t5_encoder(*, umt5: bool = False) -> Any:
+    """A T5 encoder over `_t5_vocab`; `umt5` gives the UMT5 one (AuraFlow's) with the same shape."""
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
-    config = T5Config(
-        vocab_size=len(_t5_vocab()),
-        d_model=T5_WIDTH,
-        d_kv=8,
-        d_ff=37,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        pad_token_id=0,
-        eos_token_id=1,
-    )
-    return T5EncoderModel(config)
+    shape: dict[str, Any] = {
+        "vocab_size": len(_t5_vocab()),
+        "d_model": T5_WIDTH,
+        "d_kv": 8,
+        "d_ff": 37,
+        "num_layers": 2,
+        "num_heads": 4,
+        "relative_attention_num_buckets": 8,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+    }
+    if umt5:
+        return UMT5EncoderModel(UMT5Config(**shape))
+    return T5EncoderModel(T5Config(**shape))
 
 
-def _flow_vae(latent_channels: int) -> Any:
-    """A VAE with SD3/FLUX's latent normalisation (`scaling_factor` and `shift_factor`), no quant convs."""
+def _kl_vae(
+    block_out_channels: tuple[int, ...],
+    latent_channels: int,
+    norm_num_groups: int,
+    sample_size: int,
+    **extra: Any,
+) -> Any:
+    """An AutoencoderKL of one-layer blocks; each block after the first halves the image."""
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        block_out_channels=(8, 16),
-        down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2,
+        block_out_channels=block_out_channels,
+        down_block_types=["DownEncoderBlock2D"] * len(block_out_channels),
+        up_block_types=["UpDecoderBlock2D"] * len(block_out_channels),
         layers_per_block=1,
         latent_channels=latent_channels,
-        norm_num_groups=2,
+        norm_num_groups=norm_num_groups,
+        sample_size=sample_size,
+        **extra,
+    )
+
+
+def _flow_vae(
+    latent_channels: int,
+    block_out_channels: tuple[int, ...] = (8, 16),
+    norm_num_groups: int = 2,
+    sample_size: int = 64,
+) -> Any:
+    """A VAE with SD3/FLUX's latent normalisation (`scaling_factor` and `shift_factor`), no quant convs."""
+    return _kl_vae(
+        block_out_channels,
+        latent_channels,
+        norm_num_groups,
+        sample_size,
         use_quant_conv=False,
         use_post_quant_conv=False,
         shift_factor=0.0609,
         scaling_factor=1.5035,
-        sample_size=64,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdcli.diagnostics.tiny import TinySpec
+from sdcli.diagnostics.tiny_families import T5_WIDTH, _flow_vae, _kl_vae, _t5_encoder, _t5_tokenizer
 
 NEW_FAMILIES = (
     "qwen-image",
@@ -40,27 +41,54 @@ _QWEN_CHAT_TEMPLATE = (
 )
 
 
+def _byte_level_tokenizer(
+    cls: Any,
+    *,
+    before: tuple[str, ...] = (),
+    after: tuple[str, ...] = (),
+    prefix: tuple[str, ...] = (),
+    additional: tuple[str, ...] = (),
+    chat_template: str | None = None,
+    **tokens: Any,
+) -> Any:
+    """A `cls` tokenizer over a byte-level BPE with no merges: `before` takes the first ids, then the 256
+    byte symbols, then `after`; `prefix` goes before every text and `additional` become special tokens.
+    `tokens` (bos_token, unk_token, ...) go to `cls`, the unk one to the BPE too, as each model's own does."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    vocab = {symbol: i for i, symbol in enumerate(before)}
+    for symbol in [*sorted(pre_tokenizers.ByteLevel.alphabet()), *after]:
+        vocab[symbol] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=tokens.get("unk_token")))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    if prefix:
+        core.post_processor = processors.TemplateProcessing(
+            single=" ".join([*prefix, "$A"]), special_tokens=[(symbol, vocab[symbol]) for symbol in prefix]
+        )
+    tokenizer = cls(tokenizer_object=core, **tokens)
+    if additional:
+        tokenizer.add_special_tokens({"additional_special_tokens": list(additional)})
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
 def qwen_tokenizer() -> Any:
     """A Qwen2 tokenizer (transformers 5's, the fast one) over the 256 byte-level symbols plus Qwen's chat
     markers (~260 ids)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import Qwen2Tokenizer
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    core.decoder = decoders.ByteLevel()
-    tokenizer = Qwen2Tokenizer(
-        tokenizer_object=core,
+    # The markers stay out of the BPE vocabulary: as added tokens they take the ids after the bytes.
+    return _byte_level_tokenizer(
+        Qwen2Tokenizer,
+        additional=_QWEN_SPECIALS[1:],
+        chat_template=_QWEN_CHAT_TEMPLATE,
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         model_max_length=1024,
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": list(_QWEN_SPECIALS[1:])})
-    tokenizer.chat_template = _QWEN_CHAT_TEMPLATE
-    return tokenizer
 
 
 _GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>")
@@ -68,18 +96,16 @@ _GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>")
 
 def gemma_tokenizer() -> Any:
     """A Gemma tokenizer over the 256 byte-level symbols plus Gemma's pad/eos/bos/unk (260 ids)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import GemmaTokenizer
 
-    vocab = {symbol: i for i, symbol in enumerate(_GEMMA_SPECIALS)}
-    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[symbol] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    core.decoder = decoders.ByteLevel()
-    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
-    return GemmaTokenizer(
-        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
+    return _byte_level_tokenizer(
+        GemmaTokenizer,
+        before=_GEMMA_SPECIALS,
+        prefix=("<bos>",),
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
     )
 
 
@@ -148,7 +174,6 @@ def _sana(spec: TinySpec) -> Any:
 
 def _lumina2(spec: TinySpec) -> Any:
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         Lumina2Pipeline,
         Lumina2Transformer2DModel,
@@ -169,22 +194,8 @@ def _lumina2(spec: TinySpec) -> Any:
         axes_dim_rope=[4, 2, 2],
         cap_feat_dim=8,
     )
-    vae = AutoencoderKL(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        # Lumina2Pipeline assumes an 8x VAE (its vae_scale_factor is fixed): three downsamples, or 4x4 images.
-        block_out_channels=(4, 4, 4, 4),
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=1,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=0.0609,
-        scaling_factor=1.5035,
-    )
+    # Lumina2Pipeline assumes an 8x VAE (its vae_scale_factor is fixed): three downsamples, or 4x4 images.
+    vae = _flow_vae(4, (4, 4, 4, 4), norm_num_groups=1, sample_size=32)
     return Lumina2Pipeline(
         transformer=transformer,
         vae=vae,
@@ -198,6 +209,38 @@ def _qwen_vocab_size() -> int:
     return 256 + len(_QWEN_SPECIALS)
 
 
+def _qwen25_vl(width: int, mrope_section: list[int]) -> Any:
+    """A two-layer Qwen2.5-VL of `width` over the tiny Qwen vocabulary."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    vocab = _qwen_vocab_size()
+    # The vision tower is never run for text-to-image, but the config needs its token ids inside the vocab.
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "hidden_size": width,
+            "intermediate_size": width,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "rope_scaling": {"mrope_section": mrope_section, "rope_type": "default", "type": "default"},
+            "rope_theta": 1000000.0,
+            "vocab_size": vocab,
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": width,
+            "intermediate_size": width,
+            "num_heads": 2,
+            "out_hidden_size": width,
+        },
+        vision_start_token_id=vocab - 3,
+        vision_end_token_id=vocab - 2,
+        image_token_id=vocab - 1,
+        video_token_id=vocab - 1,
+    )
+    return Qwen2_5_VLForConditionalGeneration(config)
+
+
 def _qwen_image(spec: TinySpec) -> Any:
     from diffusers import (
         AutoencoderKLQwenImage,
@@ -205,7 +248,6 @@ def _qwen_image(spec: TinySpec) -> Any:
         QwenImagePipeline,
         QwenImageTransformer2DModel,
     )
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     transformer = QwenImageTransformer2DModel(
         patch_size=2,
@@ -227,48 +269,23 @@ def _qwen_image(spec: TinySpec) -> Any:
         latents_mean=[0.0] * 4,
         latents_std=[1.0] * 4,
     )
-    vocab = _qwen_vocab_size()
-    # The vision tower is never run for text-to-image, but the config needs its token ids inside the vocab.
-    config = Qwen2_5_VLConfig(
-        text_config={
-            "hidden_size": 16,
-            "intermediate_size": 16,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
-            "rope_theta": 1000000.0,
-            "vocab_size": vocab,
-        },
-        vision_config={
-            "depth": 2,
-            "hidden_size": 16,
-            "intermediate_size": 16,
-            "num_heads": 2,
-            "out_hidden_size": 16,
-        },
-        vision_start_token_id=vocab - 3,
-        vision_end_token_id=vocab - 2,
-        image_token_id=vocab - 1,
-        video_token_id=vocab - 1,
-    )
     return QwenImagePipeline(
         transformer=transformer,
         vae=vae,
         scheduler=FlowMatchEulerDiscreteScheduler(),
-        text_encoder=Qwen2_5_VLForConditionalGeneration(config),
+        text_encoder=_qwen25_vl(16, [1, 1, 2]),
         tokenizer=qwen_tokenizer(),
     )
 
 
-def _qwen3(layers: int, *, causal_lm: bool) -> Any:
+def _qwen3(layers: int, *, causal_lm: bool, hidden: int = 16, intermediate: int = 16, heads: int = 2) -> Any:
     from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3Model
 
     config = Qwen3Config(
-        hidden_size=16,
-        intermediate_size=16,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
         num_hidden_layers=layers,
-        num_attention_heads=2,
+        num_attention_heads=heads,
         num_key_value_heads=2,
         head_dim=8,
         vocab_size=_qwen_vocab_size(),
@@ -277,29 +294,34 @@ def _qwen3(layers: int, *, causal_lm: bool) -> Any:
     return Qwen3ForCausalLM(config) if causal_lm else Qwen3Model(config)
 
 
-def _flux2_klein(spec: TinySpec) -> Any:
-    from diffusers import (
-        AutoencoderKLFlux2,
-        FlowMatchEulerDiscreteScheduler,
-        Flux2KleinPipeline,
-        Flux2Transformer2DModel,
-    )
+# One double-stream and one single-stream block of two 16-wide heads: the tiny layout the FLUX.1-style
+# transformers here (Chroma, Ovis-Image, FLUX.2) share, as diffusers' dummy components for them do.
+_FLUX_STACK = {
+    "patch_size": 1,
+    "in_channels": 4,
+    "num_layers": 1,
+    "num_single_layers": 1,
+    "attention_head_dim": 16,
+    "num_attention_heads": 2,
+}
 
-    # Klein stacks the text encoder's hidden states 9, 18 and 27 by default: a 27-layer encoder lets a
-    # plain `pipe(prompt)` run with that default, and at width 16 it is still tiny.
-    transformer = Flux2Transformer2DModel(
-        patch_size=1,
-        in_channels=4,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
+
+def _flux2_transformer(*, guidance_embeds: bool) -> Any:
+    from diffusers import Flux2Transformer2DModel
+
+    return Flux2Transformer2DModel(
+        **_FLUX_STACK,
         joint_attention_dim=48,  # three stacked layers of 16
         timestep_guidance_channels=256,
         axes_dims_rope=[4, 4, 4, 4],
-        guidance_embeds=False,
+        guidance_embeds=guidance_embeds,
     )
-    vae = AutoencoderKLFlux2(
+
+
+def _flux2_vae() -> Any:
+    from diffusers import AutoencoderKLFlux2
+
+    return AutoencoderKLFlux2(
         sample_size=32,
         in_channels=3,
         out_channels=3,
@@ -312,6 +334,18 @@ def _flux2_klein(spec: TinySpec) -> Any:
         use_quant_conv=False,
         use_post_quant_conv=False,
     )
+
+
+def _flux2_klein(spec: TinySpec) -> Any:
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+    )
+
+    # Klein stacks the text encoder's hidden states 9, 18 and 27 by default: a 27-layer encoder lets a
+    # plain `pipe(prompt)` run with that default, and at width 16 it is still tiny.
+    transformer = _flux2_transformer(guidance_embeds=False)
+    vae = _flux2_vae()
     return Flux2KleinPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         text_encoder=_qwen3(27, causal_lm=True),
@@ -323,40 +357,20 @@ def _flux2_klein(spec: TinySpec) -> Any:
 
 def _chroma(spec: TinySpec) -> Any:
     from diffusers import (
-        AutoencoderKL,
         ChromaPipeline,
         ChromaTransformer2DModel,
         FlowMatchEulerDiscreteScheduler,
     )
 
-    from sdcli.diagnostics.tiny_families import T5_WIDTH, _t5_encoder, _t5_tokenizer
-
     transformer = ChromaTransformer2DModel(
-        patch_size=1,
-        in_channels=4,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
+        **_FLUX_STACK,
         joint_attention_dim=T5_WIDTH,
         axes_dims_rope=[4, 4, 8],
         approximator_hidden_dim=32,
         approximator_layers=1,
         approximator_num_channels=16,
     )
-    vae = AutoencoderKL(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(4,),
-        layers_per_block=1,
-        latent_channels=1,
-        norm_num_groups=1,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=0.0609,
-        scaling_factor=1.5035,
-    )
+    vae = _flow_vae(1, (4,), norm_num_groups=1, sample_size=32)
     return ChromaPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         text_encoder=_t5_encoder(),
@@ -368,7 +382,6 @@ def _chroma(spec: TinySpec) -> Any:
 
 def _z_image(spec: TinySpec) -> Any:
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         ZImagePipeline,
         ZImageTransformer2DModel,
@@ -392,19 +405,7 @@ def _z_image(spec: TinySpec) -> Any:
         # Room for 64 patches a side: `info --check` runs at 256 px, 128 latents with this 2x VAE.
         axes_lens=[256, 64, 64],
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        block_out_channels=[8, 16],
-        layers_per_block=1,
-        latent_channels=16,
-        norm_num_groups=8,
-        sample_size=32,
-        scaling_factor=0.3611,
-        shift_factor=0.1159,
-    )
+    vae = _kl_vae((8, 16), 16, 8, 32, scaling_factor=0.3611, shift_factor=0.1159)
     return ZImagePipeline(
         transformer=transformer,
         vae=vae,
@@ -416,9 +417,6 @@ def _z_image(spec: TinySpec) -> Any:
 
 def _aura_flow(spec: TinySpec) -> Any:
     from diffusers import AuraFlowPipeline, AuraFlowTransformer2DModel, FlowMatchEulerDiscreteScheduler
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    from sdcli.diagnostics.tiny_families import T5_WIDTH, _flow_vae, _t5_tokenizer, _t5_vocab
 
     transformer = AuraFlowTransformer2DModel(
         sample_size=32,
@@ -434,22 +432,9 @@ def _aura_flow(spec: TinySpec) -> Any:
         # Room for `info --check`'s 256 px: 128 latents with this 2x VAE, 64 patches a side.
         pos_embed_max_size=4096,
     )
-    text_encoder = UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=len(_t5_vocab()),
-            d_model=T5_WIDTH,
-            d_kv=8,
-            d_ff=37,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            pad_token_id=0,
-            eos_token_id=1,
-        )
-    )
     return AuraFlowPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
-        text_encoder=text_encoder,
+        text_encoder=_t5_encoder(umt5=True),
         tokenizer=_t5_tokenizer(),
         transformer=transformer,
         vae=_flow_vae(4),
@@ -463,23 +448,16 @@ def glm_tokenizer() -> Any:
     """A GLM-4 tokenizer over the 256 byte-level symbols plus its pad and the "[gMASK]<sop>" prefix it puts
     before every text (259 ids): CogView4 encodes an empty negative, and with no prefix it would be no
     tokens at all."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    for symbol in _GLM_SPECIALS:
-        vocab[symbol] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    core.decoder = decoders.ByteLevel()
-    core.post_processor = processors.TemplateProcessing(
-        single="[gMASK] <sop> $A", special_tokens=[("[gMASK]", 257), ("<sop>", 258)]
+    return _byte_level_tokenizer(
+        PreTrainedTokenizerFast,
+        after=_GLM_SPECIALS,
+        prefix=_GLM_SPECIALS[1:],
+        additional=_GLM_SPECIALS[1:],
+        pad_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
     )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<|endoftext|>", eos_token="<|endoftext|>"
-    )
-    tokenizer.add_special_tokens({"additional_special_tokens": list(_GLM_SPECIALS[1:])})
-    return tokenizer
 
 
 def _glm(hidden: int, layers: int) -> Any:
@@ -500,7 +478,6 @@ def _glm(hidden: int, layers: int) -> Any:
 
 def _cogview4(spec: TinySpec) -> Any:
     from diffusers import (
-        AutoencoderKL,
         CogView4Pipeline,
         CogView4Transformer2DModel,
         FlowMatchEulerDiscreteScheduler,
@@ -517,16 +494,7 @@ def _cogview4(spec: TinySpec) -> Any:
         time_embed_dim=8,
         condition_dim=4,
     )
-    vae = AutoencoderKL(
-        block_out_channels=[8, 16],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=128,
-    )
+    vae = _kl_vae((8, 16), 4, 8, 128)
     scheduler = FlowMatchEulerDiscreteScheduler(
         base_shift=0.25,
         max_shift=0.75,
@@ -545,8 +513,6 @@ def _cogview4(spec: TinySpec) -> Any:
 
 def _kandinsky3(spec: TinySpec) -> Any:
     from diffusers import DDPMScheduler, Kandinsky3Pipeline, Kandinsky3UNet, VQModel
-
-    from sdcli.diagnostics.tiny_families import T5_WIDTH, _t5_encoder, _t5_tokenizer
 
     unet = Kandinsky3UNet(
         in_channels=4,
@@ -595,20 +561,12 @@ _LLAMA_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>")
 def llama_tokenizer() -> Any:
     """A Llama 3 tokenizer over the 256 byte-level symbols plus its bos/eos (258 ids); HiDream pads with
     the eos, as Llama 3 has no pad token."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    for symbol in _LLAMA_SPECIALS:
-        vocab[symbol] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    core.decoder = decoders.ByteLevel()
-    core.post_processor = processors.TemplateProcessing(
-        single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", 256)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core,
+    return _byte_level_tokenizer(
+        PreTrainedTokenizerFast,
+        after=_LLAMA_SPECIALS,
+        prefix=_LLAMA_SPECIALS[:1],
         bos_token="<|begin_of_text|>",
         eos_token="<|end_of_text|>",
         pad_token="<|end_of_text|>",
@@ -646,7 +604,6 @@ def _hidream(spec: TinySpec) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from sdcli.diagnostics.tiny import _tokenizer
-    from sdcli.diagnostics.tiny_families import T5_WIDTH, _flow_vae, _t5_encoder, _t5_tokenizer
 
     transformer = HiDreamImageTransformer2DModel(
         patch_size=2,
@@ -701,13 +658,7 @@ def _hunyuan_image(spec: TinySpec) -> Any:
         HunyuanImagePipeline,
         HunyuanImageTransformer2DModel,
     )
-    from transformers import (
-        ByT5Tokenizer,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        T5Config,
-        T5EncoderModel,
-    )
+    from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
 
     transformer = HunyuanImageTransformer2DModel(
         in_channels=4,
@@ -733,32 +684,7 @@ def _hunyuan_image(spec: TinySpec) -> Any:
         spatial_compression_ratio=8,
         sample_size=128,
     )
-    vocab = _qwen_vocab_size()
-    text_encoder = Qwen2_5_VLForConditionalGeneration(
-        Qwen2_5_VLConfig(
-            text_config={
-                "hidden_size": 32,
-                "intermediate_size": 32,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "num_key_value_heads": 2,
-                "rope_scaling": {"mrope_section": [2, 2, 4], "rope_type": "default", "type": "default"},
-                "rope_theta": 1000000.0,
-                "vocab_size": vocab,
-            },
-            vision_config={
-                "depth": 2,
-                "hidden_size": 32,
-                "intermediate_size": 32,
-                "num_heads": 2,
-                "out_hidden_size": 32,
-            },
-            vision_start_token_id=vocab - 3,
-            vision_end_token_id=vocab - 2,
-            image_token_id=vocab - 1,
-            video_token_id=vocab - 1,
-        )
-    )
+    text_encoder = _qwen25_vl(32, [2, 2, 4])
     # ByT5 needs no vocabulary file: its ids are the bytes themselves.
     byt5 = T5EncoderModel(
         T5Config(
@@ -816,52 +742,31 @@ def mistral_tokenizer() -> Any:
     processor FLUX.2 dev ships as its `tokenizer`: transformers' PixtralProcessor requires torchvision,
     which this environment lacks (so a real FLUX.2 dev does not load here even in plain diffusers). For
     text-to-image Flux2Pipeline only calls `apply_chat_template`, which the tokenizer has too."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {symbol: i for i, symbol in enumerate(_MISTRAL_SPECIALS)}
-    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[symbol] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core,
+    return _byte_level_tokenizer(
+        PreTrainedTokenizerFast,
+        before=_MISTRAL_SPECIALS,
+        additional=(_MISTRAL_SPECIALS[1], *_MISTRAL_SPECIALS[5:]),
+        chat_template=_MISTRAL_CHAT_TEMPLATE,
         bos_token="<s>",
         eos_token="</s>",
         pad_token="<pad>",
         unk_token="<unk>",
         model_max_length=1024,
     )
-    tokenizer.add_special_tokens(
-        {"additional_special_tokens": [_MISTRAL_SPECIALS[1], *_MISTRAL_SPECIALS[5:]]}
-    )
-    tokenizer.chat_template = _MISTRAL_CHAT_TEMPLATE
-    return tokenizer
 
 
 def _flux2(spec: TinySpec) -> Any:
     from diffusers import (
-        AutoencoderKLFlux2,
         FlowMatchEulerDiscreteScheduler,
         Flux2Pipeline,
-        Flux2Transformer2DModel,
     )
     from transformers import Mistral3Config, Mistral3ForConditionalGeneration
 
     # FLUX.2 dev stacks the text encoder's hidden states 10, 20 and 30 by default: 30 layers let a plain
     # `pipe(prompt)` run with that default.
-    transformer = Flux2Transformer2DModel(
-        patch_size=1,
-        in_channels=4,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=48,  # three stacked layers of 16
-        timestep_guidance_channels=256,
-        axes_dims_rope=[4, 4, 4, 4],
-    )
+    transformer = _flux2_transformer(guidance_embeds=True)
     config = Mistral3Config(
         text_config={
             "model_type": "mistral",
@@ -893,19 +798,7 @@ def _flux2(spec: TinySpec) -> Any:
         vision_feature_layer=-1,
         image_token_index=1,
     )
-    vae = AutoencoderKLFlux2(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-        block_out_channels=(4,),
-        layers_per_block=1,
-        latent_channels=1,
-        norm_num_groups=1,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-    )
+    vae = _flux2_vae()
     return Flux2Pipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         text_encoder=Mistral3ForConditionalGeneration(config),
@@ -917,53 +810,22 @@ def _flux2(spec: TinySpec) -> Any:
 
 def _ovis_image(spec: TinySpec) -> Any:
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         OvisImagePipeline,
         OvisImageTransformer2DModel,
     )
-    from transformers import Qwen3Config, Qwen3Model
 
     transformer = OvisImageTransformer2DModel(
-        patch_size=1,
-        in_channels=4,
+        **_FLUX_STACK,
         out_channels=4,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
         joint_attention_dim=32,
         axes_dims_rope=(4, 4, 8),
     )
-    vae = AutoencoderKL(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(4,),
-        layers_per_block=1,
-        latent_channels=1,
-        norm_num_groups=1,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=0.0609,
-        scaling_factor=1.5035,
-    )
-    text_encoder = Qwen3Model(
-        Qwen3Config(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=8,
-            vocab_size=_qwen_vocab_size(),
-            max_position_embeddings=1024,
-        )
-    )
+    vae = _flow_vae(1, (4,), norm_num_groups=1, sample_size=32)
     return OvisImagePipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=vae,
-        text_encoder=text_encoder,
+        text_encoder=_qwen3(2, causal_lm=False, hidden=32, intermediate=64, heads=4),
         tokenizer=qwen_tokenizer(),
         transformer=transformer,
     )
