@@ -277,3 +277,73 @@ def test_x4_pipeline_through_the_module(tiny_x4: Path, tmp_path: Path) -> None:
     assert metadata.read_metadata(result.path).raw["postprocessing"] == (
         "Postprocess upscale to: 40x40, Postprocess upscaler: tiny-x4"
     )
+
+
+# -- ESRGAN-family files through spandrel --------------------------------------------------------------------
+# spandrel needs a torchvision built for the installed torch: PyPI's (CUDA) torchvision fails against the CPU
+# torch build CI installs, so these run where `pip install 'sdcli[upscale]'` works (checked once here on
+# torch 2.14.1+cu130 with torchvision 0.29.1 and spandrel 0.4.2, CPU only).
+
+
+def _spandrel() -> object:
+    try:
+        import spandrel
+    except Exception as exc:  # ImportError, or torchvision's RuntimeError against a foreign torch build
+        pytest.skip(f"spandrel does not import here: {type(exc).__name__}")
+    return spandrel
+
+
+@pytest.fixture(scope="session")
+def tiny_esrgan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2x RRDBNet (ESRGAN's architecture) with 8 filters and one block, as a .safetensors file."""
+    _spandrel()
+    import torch
+    from safetensors.torch import save_file
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    torch.manual_seed(0)
+    net = ESRGAN(num_filters=8, num_blocks=1, scale=2)
+    path = tmp_path_factory.mktemp("esrgan") / "4x-Tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
+
+
+def test_an_esrgan_file_upscales_as_a_plain_spandrel_script(
+    cli, made: Path, tiny_esrgan: Path, tmp_path
+) -> None:
+    spandrel = _spandrel()
+    import torch
+
+    out = tmp_path / "big.png"
+    result = cli("upscale", made, "--upscaler", tiny_esrgan, "-o", out, "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    model = spandrel.ModelLoader().load_from_file(str(tiny_esrgan)).eval()  # type: ignore[attr-defined]
+    source = np.asarray(Image.open(made).convert("RGB"), dtype=np.float32) / 255.0
+    with torch.inference_mode():
+        plain = model(torch.from_numpy(source).permute(2, 0, 1).unsqueeze(0))
+    expected = plain.squeeze(0).permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().numpy()
+    assert np.array_equal(pixels(out), expected)  # the model's own 2x: no Lanczos step after it
+    texts = metadata.read_metadata(out).raw
+    assert texts["postprocessing"] == "Postprocess upscale by: 2, Postprocess upscaler: 4x-Tiny"
+
+
+def test_the_hires_fix_takes_an_esrgan_file(cli, tiny_sd: Path, tiny_esrgan: Path, tmp_path: Path) -> None:
+    _spandrel()
+    out = tmp_path / "hires.png"
+    run = ("--steps", "2", "-W", "32", "-H", "32", "--seed", "3", "--device", "cpu")
+    result = cli(
+        "generate",
+        "a cat",
+        "-m",
+        tiny_sd,
+        *run,
+        "--hires-scale",
+        "2",
+        "--hires-upscaler",
+        tiny_esrgan,
+        "-o",
+        out,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert Image.open(out).size == (64, 64)
+    assert "Hires upscaler: 4x-Tiny" in metadata.read_metadata(out).raw["parameters"]
